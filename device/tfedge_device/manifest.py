@@ -1,0 +1,50 @@
+"""The sidecar manifest: the contract between `tfedge convert` (host) and `tfedge-run` (device).
+
+`MODEL.tflite` is described by `MODEL.json` beside it: source and its hash, quantization mode, I/O
+tensors with dtypes and quantization parameters, preprocessing, labels, verification figures, versions.
+The device reads it so a user never restates preprocessing or labels.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import BadInput
+from .fileio import sha256_file, write_text
+
+FORMAT = "tfedge-manifest/1"
+REQUIRED_KEYS = ("format", "model", "model_sha256", "inputs", "outputs")
+
+
+def manifest_path(model_path: str | Path) -> Path:
+    return Path(model_path).with_suffix(".json")
+
+
+def write_manifest(model_path: str | Path, manifest: dict) -> Path:
+    model_path = Path(model_path)
+    data = {"format": FORMAT, "model": model_path.name, "model_sha256": sha256_file(model_path), **manifest}
+    return write_text(manifest_path(model_path), json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def read_manifest(model_path: str | Path, check_hash: bool = True) -> dict | None:
+    """The manifest beside `model_path`, or None when there is none. Raises BadInput when it is broken
+    or does not belong to the model (hash mismatch)."""
+    path = manifest_path(model_path)
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadInput(f"manifest {path.name} is not valid JSON: {err}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise BadInput(f"{path.name} is not a tfedge manifest (format {FORMAT} expected)")
+    missing = [key for key in REQUIRED_KEYS if key not in data]
+    if missing:
+        raise BadInput(f"manifest {path.name} lacks {', '.join(missing)}")
+    if check_hash and data["model_sha256"] != sha256_file(model_path):
+        raise BadInput(
+            f"manifest {path.name} does not match {Path(model_path).name} (sha256 differs)",
+            hint="re-run `tfedge convert`, or remove the stale manifest",
+        )
+    return data

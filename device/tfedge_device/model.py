@@ -1,0 +1,201 @@
+"""A loaded TFLite model: its input/output tensors, quantization, and one `predict` path.
+
+This is the one inference path of tfedge: the host's verification and benchmarks and the device CLI all
+run models through `Model`. Values going in and out are in the model's *real* domain (float, after
+preprocessing); quantized tensors are quantized/dequantized here with the tensor's scale and zero-point.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BadInput, EnvironmentMissing
+from .quiet import quiet_native
+from .runtime import EDGETPU_INSTALL_HINT, Runtime, get_runtime, load_edgetpu_delegate
+
+EDGETPU_CUSTOM_OP = b"edgetpu-custom-op"
+TFLITE_MAGIC = b"TFL3"  # flatbuffer file identifier at bytes 4..8
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output tensor. shape: tuple of ints (-1 where dynamic); dtype: numpy dtype."""
+
+    name: str
+    index: int
+    shape: tuple
+    dtype: np.dtype
+    scale: float = 0.0
+    zero_point: int = 0
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale != 0.0 and np.issubdtype(self.dtype, np.integer)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": np.dtype(self.dtype).name,
+            "scale": self.scale,
+            "zero_point": self.zero_point,
+        }
+
+    @classmethod
+    def from_detail(cls, detail: dict) -> TensorSpec:
+        shape = detail.get("shape_signature")
+        if shape is None or len(shape) == 0:
+            shape = detail["shape"]
+        scale, zero_point = detail.get("quantization", (0.0, 0))
+        return cls(
+            name=detail["name"],
+            index=int(detail["index"]),
+            shape=tuple(int(d) for d in shape),
+            dtype=np.dtype(detail["dtype"]),
+            scale=float(scale),
+            zero_point=int(zero_point),
+        )
+
+
+def quantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Real values -> the tensor's dtype (round, add zero-point, saturate)."""
+    if not spec.quantized:
+        return np.asarray(values).astype(spec.dtype, copy=False)
+    info = np.iinfo(spec.dtype)
+    q = np.round(np.asarray(values, dtype=np.float32) / spec.scale) + spec.zero_point
+    return np.clip(q, info.min, info.max).astype(spec.dtype)
+
+
+def dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """The tensor's values -> float32 real values."""
+    if not spec.quantized:
+        return np.asarray(values).astype(np.float32, copy=False)
+    return (values.astype(np.float32) - spec.zero_point) * np.float32(spec.scale)
+
+
+def read_model_bytes(path: str | os.PathLike) -> bytes:
+    """Read a .tflite file, refusing what is plainly not one before the native runtime sees it."""
+    path = Path(path)
+    if path.is_dir():
+        raise BadInput(f"model path is a directory, not a .tflite file: {path}")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BadInput(f"model file not found: {path}") from None
+    if len(data) < 8:
+        raise BadInput(f"not a TFLite model (file is {len(data)} bytes): {path}")
+    if data[4:8] != TFLITE_MAGIC:
+        raise BadInput(f"not a TFLite model (no TFL3 identifier): {path}")
+    return data
+
+
+def needs_edgetpu(model_bytes: bytes) -> bool:
+    """True when the model was compiled by edgetpu_compiler (it contains the Edge TPU custom op)."""
+    return EDGETPU_CUSTOM_OP in model_bytes
+
+
+class Model:
+    """A TFLite model loaded in the selected runtime.
+
+    Args:
+      path: the .tflite file.
+      threads: interpreter threads (None: the runtime's default).
+      edgetpu: load the Edge TPU delegate (needed for *_edgetpu.tflite models).
+      runtime: a Runtime (default: get_runtime()).
+    """
+
+    def __init__(self, path, threads: int | None = None, edgetpu: bool = False, runtime: Runtime | None = None):
+        self.path = Path(path)
+        self.runtime = runtime or get_runtime()
+        self.model_bytes = read_model_bytes(self.path)
+        self.edgetpu = edgetpu
+        if needs_edgetpu(self.model_bytes) and not edgetpu:
+            raise BadInput(
+                f"{self.path.name} is compiled for the Edge TPU and needs its delegate",
+                hint="run with --edgetpu on a machine with a Coral and libedgetpu, or use the CPU variant",
+            )
+        delegates = [load_edgetpu_delegate(self.runtime)] if edgetpu else None
+        self._interpreter = self._make_interpreter(threads, delegates)
+        self.inputs = [TensorSpec.from_detail(d) for d in self._interpreter.get_input_details()]
+        self.outputs = [TensorSpec.from_detail(d) for d in self._interpreter.get_output_details()]
+
+    def _make_interpreter(self, threads, delegates):
+        try:
+            with quiet_native():  # LiteRT announces its XNNPACK delegate on stderr
+                interpreter = self.runtime.api.Interpreter(
+                    model_content=self.model_bytes, num_threads=threads, experimental_delegates=delegates
+                )
+                interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as err:
+            detail = " ".join(str(err).split())[:300]
+            if "edgetpu-custom-op" in detail:
+                raise EnvironmentMissing(
+                    f"{self.path.name} needs the Edge TPU delegate", hint=EDGETPU_INSTALL_HINT
+                ) from err
+            if "Didn't find op for builtin opcode" in detail:
+                raise EnvironmentMissing(
+                    f"runtime {self.runtime.name} {self.runtime.version} cannot run {self.path.name}: {detail}",
+                    hint="use ai-edge-litert (pip install ai-edge-litert), which supports current op versions",
+                ) from err
+            raise BadInput(f"the runtime cannot load {self.path.name}: {detail}") from err
+        return interpreter
+
+    @property
+    def interpreter(self):
+        return self._interpreter
+
+    def resize_inputs(self, shapes: list[tuple]) -> None:
+        """Resize dynamic inputs (e.g. sequence length) and re-allocate."""
+        for spec, shape in zip(self.inputs, shapes):
+            self._interpreter.resize_tensor_input(spec.index, list(shape), strict=True)
+        self._interpreter.allocate_tensors()
+
+    def set_inputs(self, values: list[np.ndarray]) -> None:
+        """Set every input from real-domain values (quantized here when the tensor is quantized)."""
+        if len(values) != len(self.inputs):
+            raise BadInput(f"{self.path.name} takes {len(self.inputs)} inputs, got {len(values)}")
+        for spec, value in zip(self.inputs, values):
+            value = np.asarray(value)
+            current = tuple(self._interpreter.get_input_details()[self.inputs.index(spec)]["shape"])
+            if value.shape != current:
+                raise BadInput(
+                    f"input {spec.name!r} of {self.path.name} has shape {list(current)}, "
+                    f"got {list(value.shape)}"
+                )
+            if np.issubdtype(spec.dtype, np.integer) and not spec.quantized and not np.issubdtype(
+                value.dtype, np.integer
+            ):
+                raise BadInput(f"input {spec.name!r} takes integers ({spec.dtype.name}), got {value.dtype.name}")
+            self._interpreter.set_tensor(spec.index, quantize(value, spec))
+
+    def invoke(self) -> None:
+        self._interpreter.invoke()
+
+    def get_outputs(self) -> list[np.ndarray]:
+        """Every output, dequantized to float32 (integer non-quantized outputs are returned as they are)."""
+        result = []
+        for spec in self.outputs:
+            raw = self._interpreter.get_tensor(spec.index)
+            result.append(dequantize(raw, spec) if spec.quantized or raw.dtype.kind == "f" else raw.copy())
+        return result
+
+    def predict(self, *values: np.ndarray) -> list[np.ndarray]:
+        """Run one inference: real-domain inputs (batch included) -> real-domain outputs."""
+        self.set_inputs(list(values))
+        self.invoke()
+        return self.get_outputs()
+
+    def describe(self) -> dict:
+        return {
+            "path": str(self.path),
+            "size_bytes": len(self.model_bytes),
+            "runtime": self.runtime.name,
+            "runtime_version": self.runtime.version,
+            "edgetpu_custom_op": needs_edgetpu(self.model_bytes),
+            "inputs": [spec.to_dict() for spec in self.inputs],
+            "outputs": [spec.to_dict() for spec in self.outputs],
+        }

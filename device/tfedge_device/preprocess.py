@@ -1,0 +1,120 @@
+"""Images -> model input values, with normalisation presets as data.
+
+A preset maps pixel values x (0..255, in the channel order named) to (x - mean) / std. The host uses the
+same table for calibration, so the device feeds the model exactly what it was calibrated and verified on.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BadInput
+
+
+@dataclass(frozen=True)
+class Normalization:
+    mean: tuple
+    std: tuple
+    channel_order: str = "RGB"  # or "BGR"
+    description: str = ""
+
+
+PRESETS = {
+    # keras.applications.mobilenet(_v2/_v3 without built-in rescaling), inception, xception: [-1, 1]
+    "mobilenet": Normalization((127.5,), (127.5,), description="x/127.5 - 1, range [-1, 1]"),
+    "unit": Normalization((0.0,), (255.0,), description="x/255, range [0, 1]"),
+    # keras.applications resnet50/vgg: BGR, ImageNet mean subtracted, no scaling
+    "caffe": Normalization((103.939, 116.779, 123.68), (1.0,), "BGR", "BGR minus ImageNet mean"),
+    # keras.applications densenet and torch-style models
+    "torch": Normalization((123.675, 116.28, 103.53), (58.395, 57.12, 57.375), description="ImageNet mean/std"),
+    # the model normalises itself (EfficientNet, ConvNeXt, Rescaling layers)
+    "raw": Normalization((0.0,), (1.0,), description="pixel values 0..255 as they are"),
+}
+
+# Pillow's own bomb limit is a warning at 89 Mpx; an edge device should refuse far earlier.
+MAX_IMAGE_PIXELS = 64_000_000
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+_RESAMPLE = {"bilinear": 2, "nearest": 0, "bicubic": 3}  # PIL.Image.Resampling values
+
+
+def get_preset(name: str) -> Normalization:
+    if name not in PRESETS:
+        raise BadInput(f"unknown preprocessing preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How to turn an image file into one input tensor (without the batch dimension)."""
+
+    height: int
+    width: int
+    channels: int
+    preset: str = "unit"
+    resize: str = "bilinear"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ImageSpec:
+        return cls(**{k: data[k] for k in ("height", "width", "channels", "preset", "resize") if k in data})
+
+    @classmethod
+    def from_shape(cls, shape, preset: str = "unit") -> ImageSpec:
+        """From an NHWC input shape [1, H, W, C] (C 1 or 3)."""
+        shape = list(shape)
+        if len(shape) == 3:
+            shape = shape + [1]
+        if len(shape) != 4 or shape[3] not in (1, 3) or min(shape[1:3]) < 1:
+            raise BadInput(f"input shape {shape} is not an image (expected [1, H, W, 1|3])")
+        return cls(height=int(shape[1]), width=int(shape[2]), channels=int(shape[3]), preset=preset)
+
+
+def list_images(paths) -> list[Path]:
+    """Files given, and image files found recursively in directories given, sorted."""
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif path.exists():
+            found.append(path)
+        else:
+            raise BadInput(f"input not found: {path}")
+    return found
+
+
+def load_image(path: str | Path, spec: ImageSpec) -> np.ndarray:
+    """Decode, convert colour, resize and normalise one image -> float32 [H, W, C]."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    norm = get_preset(spec.preset)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.width * image.height > MAX_IMAGE_PIXELS:
+                    raise BadInput(
+                        f"image {path.name} is {image.width}x{image.height}, larger than "
+                        f"{MAX_IMAGE_PIXELS // 1_000_000} Mpx (refused as a possible decompression bomb)"
+                    )
+                image = image.convert("L" if spec.channels == 1 else "RGB")
+                if image.size != (spec.width, spec.height):
+                    image = image.resize((spec.width, spec.height), _RESAMPLE[spec.resize])
+                pixels = np.asarray(image, dtype=np.float32)
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise BadInput(f"cannot read image {path.name}: {str(err).splitlines()[0]}") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise BadInput(f"cannot read image {path.name}: corrupt or truncated ({err})") from None
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if norm.channel_order == "BGR":
+        pixels = pixels[..., ::-1]
+    mean = np.asarray(norm.mean, np.float32)
+    std = np.asarray(norm.std, np.float32)
+    return (pixels - mean) / std

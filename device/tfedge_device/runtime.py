@@ -1,0 +1,123 @@
+"""Pick the TFLite interpreter runtime and the Edge TPU delegate. Everything else imports from here.
+
+The registry is ordered by preference; `TFEDGE_RUNTIME=<name>` forces one. TensorFlow's own tf.lite is
+deliberately absent: the device package never imports TensorFlow, and TF 2.21's tf.lite.Interpreter gave
+wrong int8 transformer outputs here where LiteRT was right.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.metadata
+import os
+import platform
+from dataclasses import dataclass
+
+from .errors import BadInput, EnvironmentMissing
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    module: str  # exposes Interpreter and load_delegate
+    distribution: str
+    limitations: str = ""
+
+    @functools.cached_property
+    def api(self):
+        return importlib.import_module(self.module)
+
+    @property
+    def version(self) -> str:
+        try:
+            return importlib.metadata.version(self.distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return "unknown"
+
+
+RUNTIMES = (
+    Runtime("litert", "ai_edge_litert.interpreter", "ai-edge-litert"),
+    Runtime(
+        "tflite-runtime",
+        "tflite_runtime.interpreter",
+        "tflite-runtime",
+        limitations="tflite-runtime 2.14 (2023): needs numpy<2, lacks op versions newer than TF 2.14 "
+        "(e.g. FULLY_CONNECTED v12 from TF 2.21 dynamic-range models), int8 kernels much slower than LiteRT",
+    ),
+)
+RUNTIMES_BY_NAME = {runtime.name: runtime for runtime in RUNTIMES}
+
+# Edge TPU runtime library per OS, as pycoral's utils/edgetpu.py names them.
+EDGETPU_LIBRARIES = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
+EDGETPU_INSTALL_HINT = (
+    "install the Edge TPU runtime: on Debian/Raspberry Pi OS add Coral's apt repository and "
+    "`apt-get install libedgetpu1-std` (see coral.ai/docs/accelerator/get-started)"
+)
+
+_NO_WHEELS_HINT = (
+    "LiteRT and tflite-runtime publish no wheels for 32-bit ARM (armv7l) on PyPI; install the 64-bit "
+    "Raspberry Pi OS (aarch64) and `pip install tfedge-device`"
+)
+
+
+def _importable(runtime: Runtime) -> bool:
+    try:
+        runtime.api  # noqa: B018 - import it
+    except ImportError:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=None)
+def get_runtime(name: str | None = None) -> Runtime:
+    """The runtime named (or in TFEDGE_RUNTIME), else the first importable one in RUNTIMES."""
+    name = name or os.environ.get("TFEDGE_RUNTIME") or None
+    if name:
+        if name not in RUNTIMES_BY_NAME:
+            raise BadInput(f"unknown runtime {name!r}; choose one of {', '.join(RUNTIMES_BY_NAME)}")
+        runtime = RUNTIMES_BY_NAME[name]
+        if not _importable(runtime):
+            raise EnvironmentMissing(
+                f"runtime {name} is not installed", hint=f"pip install {runtime.distribution}"
+            )
+        return runtime
+    for runtime in RUNTIMES:
+        if _importable(runtime):
+            return runtime
+    hint = _NO_WHEELS_HINT if platform.machine() == "armv7l" else "pip install ai-edge-litert"
+    raise EnvironmentMissing("no TFLite runtime is installed (tried ai-edge-litert, tflite-runtime)", hint=hint)
+
+
+def edgetpu_library() -> str:
+    system = platform.system()
+    if system not in EDGETPU_LIBRARIES:
+        raise EnvironmentMissing(f"the Edge TPU runtime is not available for {system}")
+    return EDGETPU_LIBRARIES[system]
+
+
+def load_edgetpu_delegate(runtime: Runtime, device: str | None = None):
+    """Load the Edge TPU delegate through the runtime's load_delegate; exit 3 when the library is missing."""
+    library = edgetpu_library()
+    options = {"device": device} if device else {}
+    try:
+        return runtime.api.load_delegate(library, options)
+    except (ValueError, OSError, RuntimeError) as err:
+        raise EnvironmentMissing(
+            f"cannot load the Edge TPU delegate {library}: {str(err).splitlines()[0] if str(err) else err}",
+            hint=EDGETPU_INSTALL_HINT,
+        ) from err
+
+
+def describe() -> dict:
+    """Runtime in use and its version, for `tfedge-run info` and manifests."""
+    runtime = get_runtime()
+    return {
+        "runtime": runtime.name,
+        "distribution": runtime.distribution,
+        "version": runtime.version,
+        "limitations": runtime.limitations or None,
+        "edgetpu_library": EDGETPU_LIBRARIES.get(platform.system()),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+    }

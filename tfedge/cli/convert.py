@@ -1,0 +1,90 @@
+"""`tfedge convert SOURCE -o OUT.tflite --quant MODE`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from ..modes import mode_names
+from .options import (
+    emit, input_shape_option, json_option, parse_shape, quiet_option, signature_option, table, unsafe_option,
+    weights_option,
+)
+
+log = logging.getLogger("tfedge")
+
+
+@click.command()
+@click.argument("source")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Output .tflite (its manifest OUT.json is written beside it).")
+@click.option("--quant", "mode", default="float32", show_default=True,
+              help=f"Quantization mode: {', '.join(mode_names())}; Optimum aliases accepted.")
+@click.option("--io-type", type=click.Choice(["int8", "uint8", "int16", "float32"]),
+              help="Input/output type of integer modes (int8: int8 default; int16x8: int16 default).")
+@click.option("--calib", help="Calibration data: image folder, .npy/.npz of input tensors, or 'random'.")
+@click.option("--calib-count", type=int, default=200, show_default=True, help="Calibration samples used.")
+@click.option("--preprocess", help="Image normalisation preset: mobilenet, unit, caffe, torch, raw.")
+@click.option("--labels", type=click.Path(path_type=Path), help="Labels file copied into the manifest.")
+@click.option("--verify-count", type=int, default=50, show_default=True,
+              help="Samples compared between source and converted model (0: skip).")
+@click.option("--min-cosine", type=float, help="Budget: minimum cosine similarity to the source (exit 4).")
+@click.option("--min-top1-agreement", type=float, help="Budget: minimum top-1 agreement, 0..1 (exit 4).")
+@click.option("--max-abs-error", type=float, help="Budget: maximum absolute output error (exit 4).")
+@input_shape_option
+@signature_option
+@weights_option
+@unsafe_option
+@click.option("--task", help="hf: sentence-embedding or sequence-classification.")
+@click.option("--seq-len", type=int, help="hf: sequence length.")
+@json_option
+@quiet_option
+def convert(source, output, mode, io_type, calib, calib_count, preprocess, labels, verify_count, min_cosine,
+            min_top1_agreement, max_abs_error, input_shapes, signature, weights, unsafe, task, seq_len, as_json,
+            quiet):
+    """Convert SOURCE to TFLite and verify it against SOURCE.
+
+    SOURCE: a SavedModel directory, a Keras 3 .keras file, a tf_keras .h5 file, keras-app:NAME
+    (a keras.applications architecture) or hf:DIR (a BERT-family Hugging Face directory).
+    """
+    from ..convert import ConvertRequest
+    from ..convert import convert as run
+    from ..sources import LoadOptions
+
+    request = ConvertRequest(
+        source=source, output=output, mode=mode, io_type=io_type, calib=calib, calib_count=calib_count,
+        preprocess=preprocess, labels=labels, verify_count=verify_count,
+        budgets={"min_cosine": min_cosine, "min_top1_agreement": min_top1_agreement,
+                 "max_abs_error": max_abs_error},
+        load=LoadOptions(signature=signature, input_shapes=[parse_shape(s) for s in input_shapes],
+                         weights=weights, unsafe=unsafe, task=task, seq_len=seq_len),
+        show_progress=not (quiet or as_json),
+    )
+    result = run(request)
+    if not (quiet or as_json):
+        for note in result["notes"]:
+            log.warning(note)
+        sys.stderr.flush()
+    emit(result, as_json, print_result)
+
+
+def print_result(result: dict) -> None:
+    figures = result["verification"] or {}
+    rows = [
+        ("output", result["output"]),
+        ("mode", f"{result['mode']} (I/O {result['io_type']})"),
+        ("size", f"{result['size_bytes'] / 1e6:.3f} MB"),
+        ("converted in", f"{result['timings']['total_s']:.1f} s"),
+    ]
+    if figures:
+        rows.append(("verified on", figures["data"] + ("" if figures["real_data"] else "  (not real data)")))
+        if figures["top1_agreement"] is not None:
+            rows.append(("top-1 agreement", f"{figures['top1_agreement'] * 100:.1f} %"))
+        rows += [
+            ("cosine mean/min", f"{figures['cosine_mean']:.5f} / {figures['cosine_min']:.5f}"),
+            ("max abs error", f"{figures['max_abs_error']:.3g}"),
+        ]
+    click.echo(table(rows))

@@ -1,0 +1,57 @@
+"""Options shared by several commands, defined once (pip-tools' options.py pattern)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from ..errors import BadInput
+
+
+def parse_shape(text: str) -> tuple | None:
+    """'1,224,224,3' or '1x224x224x3' -> (1, 224, 224, 3); '-' keeps an input as it is."""
+    if text.strip() == "-":
+        return None
+    try:
+        dims = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+    except ValueError:
+        raise BadInput(f"--input-shape {text!r} is not a list of integers like 1,224,224,3") from None
+    if not dims or any(d < 1 for d in dims):
+        raise BadInput(f"--input-shape {text!r} must list positive dimensions")
+    return dims
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout only.")
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bars or notes on stderr.")
+threads_option = click.option("--threads", type=click.IntRange(1, 256), default=None,
+                              help="Interpreter threads (default: the runtime's).")
+input_shape_option = click.option(
+    "--input-shape", "input_shapes", multiple=True,
+    help="Fix an input's shape, e.g. 1,224,224,3 (repeat per input, in order; '-' keeps one).")
+signature_option = click.option("--signature", help="SavedModel signature (default: serving_default).")
+weights_option = click.option("--weights", help="keras-app: weights file, or 'none' for random weights.")
+unsafe_option = click.option("--unsafe", is_flag=True,
+                             help="Allow Keras Lambda layers (runs code from the file: only for trusted files).")
+
+
+def emit(result: dict, as_json: bool, human) -> None:
+    """--json: the result alone on stdout; otherwise `human(result)` prints the short table."""
+    if as_json:
+        json.dump(result, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        human(result)
+
+
+def table(rows: list[tuple], headers: tuple | None = None) -> str:
+    """A plain aligned text table."""
+    rows = [tuple("" if v is None else str(v) for v in row) for row in rows]
+    if headers:
+        rows = [tuple(headers)] + rows
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))] if rows else []
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    if headers:
+        lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

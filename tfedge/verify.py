@@ -1,0 +1,88 @@
+"""Compare a converted model with its source, through the device runtime (tfedge's one inference path).
+
+Figures: top-1 agreement (classifier outputs), mean/min cosine similarity and max absolute error of the
+outputs. Budgets are data: (flag name, figure, comparison).
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+from tfedge_device.model import Model
+
+from .errors import BudgetNotMet
+from .sources import SourceModel
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a = np.asarray(a, np.float64).ravel()
+    b = np.asarray(b, np.float64).ravel()
+    norms = np.linalg.norm(a) * np.linalg.norm(b)
+    if norms == 0.0:
+        return 1.0 if np.array_equal(a, b) else 0.0
+    return float(np.dot(a, b) / norms)
+
+
+def is_classifier_output(array: np.ndarray) -> bool:
+    return array.ndim == 2 and array.shape[1] > 1
+
+
+def compare_outputs(references: list[list[np.ndarray]], candidates: list[list[np.ndarray]]) -> dict:
+    """Figures over samples; each sample is a list of outputs (paired by position)."""
+    cosines, max_errors, agreements = [], [], []
+    for reference, candidate in zip(references, candidates):
+        for ref, cand in zip(reference, candidate):
+            ref = np.asarray(ref, np.float32)
+            cand = np.asarray(cand, np.float32).reshape(ref.shape)
+            cosines.append(cosine(ref, cand))
+            max_errors.append(float(np.max(np.abs(ref - cand))) if ref.size else 0.0)
+        if is_classifier_output(np.asarray(reference[0])):
+            agreements.append(float(np.argmax(reference[0], -1)[0] == np.argmax(candidate[0], -1)[0]))
+    return {
+        "samples": len(references),
+        "top1_agreement": float(np.mean(agreements)) if agreements else None,
+        "cosine_mean": float(np.mean(cosines)) if cosines else None,
+        "cosine_min": float(np.min(cosines)) if cosines else None,
+        "max_abs_error": float(np.max(max_errors)) if max_errors else None,
+    }
+
+
+def verify(source: SourceModel, model: Model, samples) -> dict:
+    """Run source (TensorFlow) and model (device runtime) on every sample and compare."""
+    references = [source.predict(arrays) for arrays in samples.arrays]
+    candidates = [model.predict(*arrays) for arrays in samples.arrays]
+    figures = compare_outputs(references, candidates)
+    figures["data"] = samples.origin
+    figures["real_data"] = samples.real
+    return figures
+
+
+# (option name, figure, comparison, wording)
+BUDGETS = (
+    ("min_cosine", "cosine_min", operator.ge, "min cosine"),
+    ("min_top1_agreement", "top1_agreement", operator.ge, "top-1 agreement"),
+    ("max_abs_error", "max_abs_error", operator.le, "max abs error"),
+)
+
+
+def check_budgets(figures: dict, budgets: dict) -> list[str]:
+    """Return failures as text (empty when every requested budget is met)."""
+    failures = []
+    for option, figure, compare, wording in BUDGETS:
+        wanted = budgets.get(option)
+        if wanted is None:
+            continue
+        got = figures.get(figure)
+        if got is None:
+            failures.append(f"{wording} cannot be measured for this model (budget {wanted})")
+        elif not compare(got, wanted):
+            failures.append(f"{wording} {got:.4f} misses the budget {wanted}")
+    return failures
+
+
+def enforce_budgets(figures: dict, budgets: dict) -> None:
+    failures = check_budgets(figures, budgets)
+    if failures:
+        raise BudgetNotMet("; ".join(failures))
