@@ -17,6 +17,8 @@ from ..errors import report
 # command name -> "module:attribute" (each a small module in this package). One line per command.
 COMMANDS = {
     "convert": "tfedge.cli.convert:convert",
+    "export-c": "tfedge.cli.export_c:export_c",
+    "eval": "tfedge.cli.eval:evaluate",
 }
 
 

@@ -1,0 +1,47 @@
+"""`tfedge eval`: top-1/top-5 on labelled data, or cosine to a reference, for a .tflite or the source model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .options import emit, json_option, table, threads_option, weights_option
+
+
+def percent(value) -> str:
+    return "n/a" if value is None else f"{value * 100:.2f} %"
+
+
+@click.command("eval")
+@click.argument("model")
+@click.option("--data", "data", required=True, type=click.Path(path_type=Path),
+              help="A .npz with x (model-ready inputs, already preprocessed) and y (class indices) and/or "
+                   "reference (expected outputs), or an image folder with one sub-folder per class.")
+@click.option("--reference", help="Compare outputs with this variant (a .tflite or the source model): cosine.")
+@click.option("--preprocess", help="Image preset for folders when the model has no manifest (unit, mobilenet, ...).")
+@click.option("--limit", type=click.IntRange(1), help="Evaluate at most this many samples (spread evenly).")
+@threads_option
+@weights_option
+@json_option
+def evaluate(model, data, reference, preprocess, limit, threads, weights, as_json):
+    """Measure MODEL's accuracy on DATA (MODEL: a .tflite file or a SOURCE such as model.keras)."""
+    from ..evaluate import evaluate as run
+    from ..sources import LoadOptions
+
+    result = run(model, data, reference=reference, preset=preprocess, limit=limit, threads=threads,
+                 load_options=LoadOptions(weights=weights))
+    emit(result, as_json, print_result)
+
+
+def print_result(result: dict) -> None:
+    rows = [("model", f"{result['model']} ({result['kind']})"), ("data", result["data"])]
+    if result["top1"] is not None:
+        rows += [("top-1", percent(result["top1"])), ("top-5", percent(result["top5"]))]
+    if result["cosine_mean"] is not None:
+        rows += [("cosine mean/min", f"{result['cosine_mean']:.5f} / {result['cosine_min']:.5f}"),
+                 ("reference", result["reference"])]
+    if result["top1_agreement"] is not None:
+        rows.append(("top-1 agreement", percent(result["top1_agreement"])))
+    rows.append(("time", f"{result['seconds']:.2f} s for {result['samples']} samples"))
+    click.echo(table(rows))
