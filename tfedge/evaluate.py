@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from tfedge_device.manifest import read_manifest
 from tfedge_device.preprocess import ImageSpec, list_images, load_image
 
@@ -109,9 +108,11 @@ def load_data(path: str | Path, variant: Variant, preset: str | None = None, lim
 
 
 def _from_npz(path: Path, variant: Variant, limit: int | None) -> EvalData:
+    import zipfile
+
     try:
         archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise BadInput(f"cannot read {path.name} as numpy data: {' '.join(str(err).split())[:200]}") from None
     with archive:
         names = [name for name, _, _ in variant.inputs]

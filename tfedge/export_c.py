@@ -19,11 +19,13 @@ from .errors import BadInput
 BYTES_PER_LINE = 12
 ALIGNMENT = 16  # TFLM requires 16-byte alignment of the model buffer
 _C_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_C_KEYWORDS = frozenset(
-    "auto break case char const continue default do double else enum extern float for goto if inline int long "
-    "register restrict return short signed sizeof static struct switch typedef union unsigned void volatile "
-    "while alignas alignof bool class delete false namespace new nullptr private public template this true".split()
-)
+_C_KEYWORDS = frozenset((
+    "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else", "enum",
+    "extern", "float", "for", "goto", "if", "inline", "int", "long", "register", "restrict",
+    "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef", "union",
+    "unsigned", "void", "volatile", "while", "alignas", "alignof", "bool", "class", "delete",
+    "false", "namespace", "new", "nullptr", "private", "public", "template", "this", "true",
+))
 
 
 def check_name(name: str) -> str:
@@ -89,7 +91,7 @@ def export_c(model: str | Path, output: str | Path, name: str = "g_model") -> di
 
 def parse_c_array(source: str, name: str = "g_model") -> bytes:
     """The bytes of array `name` in generated C source (used to check the round trip)."""
-    match = re.search(rf"\b{re.escape(name)}\[\]\s*=\s*\{{(.*?)\}};", source, re.S)
+    match = re.search(rf"\b{re.escape(name)}\[\]\s*=\s*\{{(.*?)\}};", source, re.DOTALL)
     if not match:
         raise BadInput(f"no array {name!r} in the C source")
     return bytes(int(token, 16) for token in re.findall(r"0x([0-9a-fA-F]{2})", match.group(1)))
