@@ -1,0 +1,46 @@
+"""`tfedge compare`: one table of params, GFLOPs, size, latency, speed-up and accuracy for several variants,
+written as Markdown, self-contained HTML with plots, and JSON."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from .options import emit, json_option, quiet_option, threads_option, weights_option
+
+log = logging.getLogger(__name__)
+
+
+@click.command("compare")
+@click.argument("variants", nargs=-1, required=True)
+@click.option("--data", type=click.Path(path_type=Path),
+              help="Evaluation data (as for `tfedge eval`): .npz of model-ready x (+ y), or class folders. "
+                   "Inputs without labels are compared by cosine to the source (else the float32 variant).")
+@click.option("--report", "report", type=click.Path(path_type=Path),
+              help="Write REPORT.md, REPORT.html (plots embedded) and REPORT.json.")
+@click.option("--runs", type=click.IntRange(1), default=50, show_default=True, help="Timed runs per variant.")
+@click.option("--warmup", type=click.IntRange(0), default=5, show_default=True, help="Warm-up runs per variant.")
+@click.option("--preprocess", help="Image preset for class folders when a variant has no manifest.")
+@click.option("--limit", type=click.IntRange(1), help="Evaluate at most this many samples.")
+@threads_option
+@weights_option
+@json_option
+@quiet_option
+def compare(variants, data, report, runs, warmup, preprocess, limit, threads, weights, as_json, quiet):
+    """Compare VARIANTS (.tflite files and/or the source model) on the device runtime."""
+    from ..compare import compare as run
+    from ..report import report_paths, to_markdown, write_reports
+    from ..sources import LoadOptions
+
+    if report is not None:
+        report_paths(report)  # a bad --report fails before the measurements
+    quiet = quiet or as_json
+    result = run(list(variants), data=data, runs=runs, warmup=warmup, threads=threads, preset=preprocess,
+                 limit=limit, load_options=LoadOptions(weights=weights),
+                 progress=None if quiet else lambda text: click.echo(text, err=True))
+    if report is not None:
+        result["reports"] = write_reports(result, report)
+    emit(result, as_json, lambda r: click.echo(to_markdown(r) + "".join(
+        f"wrote {path}\n" for path in (r.get("reports") or {}).values())))
