@@ -16,7 +16,9 @@ from ..errors import report
 
 # command name -> "module:attribute" (each a small module in this package). One line per command.
 COMMANDS = {
+    "bundle": "tfedge.cli.bundle:bundle",
     "convert": "tfedge.cli.convert:convert",
+    "deploy": "tfedge.cli.deploy:deploy",
     "export-c": "tfedge.cli.export_c:export_c",
     "eval": "tfedge.cli.eval:evaluate",
 }
