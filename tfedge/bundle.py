@@ -118,7 +118,7 @@ def referenced_files(manifest: dict, model_path: Path) -> list[Path]:
 
 def sample_arrays(request: BundleRequest, model: Model, manifest: dict) -> tuple[list[np.ndarray], str]:
     """The stored sample input (batch of one per model input) and where it came from."""
-    shapes = [tuple(d["shape"]) for d in model.interpreter.get_input_details()]
+    shapes = [tuple(int(n) for n in d["shape"]) for d in model.interpreter.get_input_details()]
     if request.sample is None:
         return random_sample(model, manifest, shapes), f"random (seed {SAMPLE_SEED})"
     path = Path(request.sample)
@@ -126,9 +126,9 @@ def sample_arrays(request: BundleRequest, model: Model, manifest: dict) -> tuple
         raise BadInput(f"--sample not found: {path}")
     if path.suffix in (".npy", ".npz"):
         try:
-            with np.load(path, allow_pickle=False) as loaded:
-                arrays = [loaded[k] for k in loaded.files] if path.suffix == ".npz" else [np.asarray(loaded)]
-        except (ValueError, OSError) as err:
+            loaded = np.load(path, allow_pickle=False)
+            arrays = [loaded[k] for k in loaded.files] if path.suffix == ".npz" else [loaded]
+        except (ValueError, OSError, EOFError) as err:
             raise BadInput(f"--sample {path.name} is not a readable {path.suffix} file: {err}") from None
     else:
         image = (manifest.get("preprocess") or {}).get("image")

@@ -177,10 +177,30 @@ def open_bundle(path: str | Path, check: bool = True) -> Bundle:
     return Bundle(source=source, root=root, data=data, files_checked=checked)
 
 
+def edgetpu_library_loads() -> tuple[bool, str]:
+    """Can the Edge TPU runtime library be loaded? Checked with ctypes before LiteRT's load_delegate, whose
+    Delegate.__del__ prints an AttributeError traceback when the library is missing (ai-edge-litert 2.3)."""
+    import ctypes
+
+    from .runtime import edgetpu_library
+
+    try:
+        library = edgetpu_library()
+        ctypes.CDLL(library)
+    except EnvironmentMissing as err:
+        return False, err.message
+    except OSError as err:
+        return False, f"cannot load the Edge TPU runtime {library}: {str(err).splitlines()[0]}"
+    return True, f"{library} loads"
+
+
 def edgetpu_delegate_loads() -> tuple[bool, str]:
     """Try the Edge TPU delegate once (then drop it, so the model can open the device): (loads, reason)."""
     from .runtime import get_runtime, load_edgetpu_delegate
 
+    loads, reason = edgetpu_library_loads()
+    if not loads:
+        return False, reason
     try:
         delegate = load_edgetpu_delegate(get_runtime())
     except EnvironmentMissing as err:
@@ -196,6 +216,11 @@ def choose_variant(bundle: Bundle, edgetpu: bool | None = None) -> tuple[str, st
         if not bundle.variant("edgetpu"):
             raise BadInput(f"bundle {bundle.name} has no Edge TPU variant (it has: {', '.join(have)})",
                            hint="run without --edgetpu, or bundle the *_edgetpu.tflite model too")
+        loads, reason = edgetpu_library_loads()
+        if not loads:
+            from .runtime import EDGETPU_INSTALL_HINT
+
+            raise EnvironmentMissing(f"the Edge TPU delegate is not available: {reason}", hint=EDGETPU_INSTALL_HINT)
         return "edgetpu", "asked for with --edgetpu"
     if edgetpu is False:
         if not bundle.variant("cpu"):
