@@ -69,8 +69,9 @@ class SshServer:
         return f"{self.user}@127.0.0.1:{directory}"
 
 
-def start_sshd(root: Path):
-    """-> (SshServer, process). Skips the test when sshd cannot run here."""
+def start_sshd(root: Path, wrapper: tuple = ()):
+    """-> (SshServer, process). `wrapper` runs sshd inside another command (e.g. a mount namespace).
+    Skips the test when sshd cannot run here."""
     if not Path(SSHD).is_file() or shutil.which("ssh") is None:
         pytest.skip("OpenSSH server not installed (Debian: apt-get install openssh-server openssh-client)")
     if not Path("/run/sshd").is_dir():
@@ -84,8 +85,9 @@ def start_sshd(root: Path):
     (root / "authorized_keys").write_text(Path(f"{client_key}.pub").read_text())
     (root / "known_hosts").write_text(f"[127.0.0.1]:{port} {Path(f'{host_key}.pub').read_text()}")
     (root / "sshd_config").write_text(SSHD_CONFIG.format(port=port, root=root))
-    process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(root / "sshd_config")],
-                               stdout=subprocess.DEVNULL, stderr=open(root / "sshd.log", "wb"))
+    with open(root / "sshd.log", "wb") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen([*wrapper, SSHD, "-D", "-e", "-f", str(root / "sshd_config")],
+                                   stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -133,6 +135,20 @@ def device_venv(tmp_path_factory) -> Path:
 def ssh_server(tmp_path_factory):
     server, process = start_sshd(tmp_path_factory.mktemp("sshd"))
     yield server
+    stop_sshd(process)
+
+
+@pytest.fixture(scope="module")
+def small_disk(tmp_path_factory):
+    """(server, dir): an sshd whose sessions see `dir` as a 32 KiB tmpfs (its own mount namespace)."""
+    small = tmp_path_factory.mktemp("small_disk")
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=32k tmpfs {small}"],
+                           capture_output=True, text=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs in a mount namespace here: {probe.stderr.strip()[:200]}")
+    wrapper = ("unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=32k tmpfs "$0" && exec "$@"', str(small))
+    server, process = start_sshd(tmp_path_factory.mktemp("sshd_small"), wrapper)
+    yield server, small
     stop_sshd(process)
 
 
@@ -228,9 +244,10 @@ def test_damaged_copy_on_the_device_is_repaired(deploy, digits_bundle, tmp_path)
 def test_a_transfer_that_does_not_match_its_checksums_leaves_the_old_bundle(ssh_server, digits_bundle,
                                                                             relabelled_bundle, tmp_path):
     """The device checks the assembled copy before the swap: a damaged transfer never replaces a good bundle."""
+    from tfedge_device.bundle import verify_checksums
+
     from tfedge.deploy import Connection, parse_target, sync_bundle
     from tfedge.errors import BadInput
-    from tfedge_device.bundle import verify_checksums
 
     device_dir = tmp_path / "models"
     device_dir.mkdir()
@@ -308,6 +325,12 @@ def test_no_tfedge_run_on_the_device_exits_3(tfedge, ssh_server, digits_bundle, 
     assert (tmp_path / "models" / "digits.tfedge" / "SHA256SUMS").is_file()  # the copy itself happened
 
 
+def test_no_space_on_the_device_exits_3(tfedge, small_disk, digits_bundle):
+    server, small = small_disk
+    result = tfedge("deploy", digits_bundle, server.target(small / "models"), *server.options(), "--no-verify")
+    assert_clean_error(result, 3, "no space on 127.0.0.1", "MB free")
+
+
 def test_damaged_local_bundle_exits_2_before_connecting(tfedge, digits_bundle, tmp_path):
     damaged = tmp_path / "digits.tfedge"
     shutil.copytree(digits_bundle, damaged)
@@ -319,3 +342,34 @@ def test_damaged_local_bundle_exits_2_before_connecting(tfedge, digits_bundle, t
 @pytest.mark.parametrize("target", ["no-directory-here", "user@:models", "@host:models", "host:"])
 def test_bad_target_exits_2(tfedge, digits_bundle, target):
     assert_clean_error(tfedge("deploy", digits_bundle, target), 2, "user@host:DIR")
+
+
+# ---------------------------------------------------------------- --install and --run
+
+def test_install_builds_the_device_package_into_a_venv_there(tfedge, ssh_server, digits_bundle, tmp_path):
+    """--install: a wheel of device/ built here, a venv made there by the system python3, pip from its
+    index/cache for LiteRT, numpy and pillow; a second deploy finds it installed and skips pip."""
+    venv = tmp_path / "device-venv"
+    args = ("deploy", digits_bundle, ssh_server.target(tmp_path / "models"), *ssh_server.options(),
+            "--venv", venv, "--install", "--json")
+    verify = () if importlib.util.find_spec("tfedge_device.cli") is not None else ("--no-verify",)
+    first = tfedge(*args, *verify, timeout=600)
+    result = deployed_json(first)
+    assert result["install"]["installed"] and result["install"]["tfedge_run"] == str(venv / "bin" / "tfedge-run")
+    assert result["verified"] == (not verify)
+    check = subprocess.run([venv / "bin" / "python", "-c", ("import tfedge_device.bundle, ai_edge_litert, sys; "
+                            "sys.exit('tensorflow' in sys.modules)")], capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stderr
+    again = deployed_json(tfedge(*args, *verify, timeout=600))
+    assert not again["install"]["installed"] and again["transfer"]["unchanged"]
+
+
+def test_run_streams_one_inference_from_the_device(deploy, digits_bundle, digits_dir, tmp_path):
+    from tfedge_device import commands
+
+    if not (Path(commands.__file__).parent / "classify.py").is_file():
+        pytest.skip("tfedge-run classify does not exist yet")
+    result = deploy(digits_bundle, tmp_path / "models", "--run", digits_dir / "images" / "digit_3.png")
+    assert result.returncode == 0, result
+    assert "3" in result.stdout and "verify" in result.stdout
+    assert not list((tmp_path / "models").glob(".tfedge-input-*"))  # the uploaded input is removed

@@ -346,6 +346,8 @@ def install_device_package(connection: Connection, remote: dict, wheel: dict, ve
                                  "needs 3.10+", hint="use Raspberry Pi OS bookworm (Python 3.11) or newer")
     if remote["wheel_id"] == wheel["id"] and remote["tfedge_run"]:
         return {"wheel": wheel["path"].name, "installed": False, "tfedge_run": remote["tfedge_run"]}
+    log.warning("installing %s into %s on %s (pip; minutes on a Pi when LiteRT must be downloaded)",
+                wheel["path"].name, venv, connection.target.host)
     remote_wheel = f"{venv.rstrip('/')}-wheels/{wheel['path'].name}"
     connection.script("put", remote_wheel, feed=file_feeder(wheel["path"]))
     installed = connection.script("install", venv, remote_wheel, wheel["id"])

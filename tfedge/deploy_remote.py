@@ -213,7 +213,7 @@ def put(path):
 
 
 def pip(venv, *args):
-    command = [os.path.join(venv, "bin", "python"), "-m", "pip", "install", "--disable-pip-version-check"]
+    command = [os.path.join(venv, "bin", "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     done = subprocess.run(command + list(args), stdout=sys.stderr, stderr=subprocess.PIPE,
                           text=True, check=False)
     sys.stderr.write(done.stderr)
