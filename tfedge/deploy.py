@@ -137,23 +137,33 @@ class Connection:
             sys.stderr.write(err)
         return process.returncode, err
 
-    def script(self, command: str, *args: str, feed=None) -> dict:
-        """Run deploy_remote.py COMMAND ARGS on the device; `feed(stdin)` writes its input. Returns its JSON."""
+    def script(self, command: str, *args: str, feed=None, echo: bool = False) -> dict:
+        """Run deploy_remote.py COMMAND ARGS on the device; `feed(stdin)` writes its input; `echo` shows its
+        stderr as it comes (pip's output). Returns its JSON result."""
+        import threading
+
         process = self.popen([self.python, "-c", self._script, command, *args], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        err_chunks: list[bytes] = []
+
+        def drain() -> None:  # a full stderr pipe must never stall the device while we feed or read
+            for line in iter(process.stderr.readline, b""):
+                err_chunks.append(line)
+                if echo:
+                    sys.stderr.write(line.decode(errors="replace"))
+
+        drainer = threading.Thread(target=drain, daemon=True)
+        drainer.start()
         try:
             if feed is not None:
                 feed(process.stdin)
+            process.stdin.close()
         except BrokenPipeError:
             pass  # the device stopped reading: its error comes below
-        finally:
-            try:
-                process.stdin.close()
-            except BrokenPipeError:
-                pass
-        out, err = process.stdout.read(), process.stderr.read()
+        out = process.stdout.read()
         process.wait()
-        text_err = err.decode(errors="replace")
+        drainer.join()
+        text_err = b"".join(err_chunks).decode(errors="replace")
         if process.returncode == 255:
             raise self.failure(text_err)
         if process.returncode == 127 or (process.returncode != 0 and "not found" in text_err and not out):
@@ -164,8 +174,6 @@ class Connection:
         except (ValueError, IndexError):
             detail = " ".join(text_err.split())[-300:] or f"exit {process.returncode}"
             raise EnvironmentMissing(f"the deploy helper failed on {self.target.host}: {detail}") from None
-        if command == "install":
-            sys.stderr.write(text_err)
         if "error" in result:
             raise remote_failure(result, self.target)
         return result
@@ -350,7 +358,7 @@ def install_device_package(connection: Connection, remote: dict, wheel: dict, ve
                 wheel["path"].name, venv, connection.target.host)
     remote_wheel = f"{venv.rstrip('/')}-wheels/{wheel['path'].name}"
     connection.script("put", remote_wheel, feed=file_feeder(wheel["path"]))
-    installed = connection.script("install", venv, remote_wheel, wheel["id"])
+    installed = connection.script("install", venv, remote_wheel, wheel["id"], echo=True)
     return {"wheel": wheel["path"].name, "installed": True, "tfedge_run": installed["tfedge_run"]}
 
 
