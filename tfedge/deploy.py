@@ -272,6 +272,7 @@ def deploy(request: DeployRequest) -> dict:
     connection = Connection(target, request.port, request.identity, request.ssh_options, request.python)
     try:
         remote = connection.script("probe", target_path, request.venv)
+        target_path = remote["target"]  # absolute, ~ expanded by the device
         timings["probe_s"] = time.perf_counter() - started
         log.info("%s: Python %s on %s, %.0f MB free", target.host, remote["python"], remote["machine"],
                  remote["free_bytes"] / 1e6)
@@ -337,7 +338,7 @@ def run_input(connection: Connection, tfedge_run: str, task: str | None, target_
     path = Path(value)
     if not path.is_file():
         raise BadInput(f"--run input not found: {path}")
-    remote_input = remote_path(connection.target.directory, f".tfedge-input-{os.getpid()}{path.suffix}")
+    remote_input = remote_path(target_path.rsplit("/", 1)[0], f".tfedge-input-{os.getpid()}{path.suffix}")
     connection.script("put", remote_input, feed=file_feeder(path))
     try:
         outcome = connection.run([tfedge_run, command, target_path, option, remote_input], stream)
