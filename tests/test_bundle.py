@@ -234,3 +234,26 @@ def test_bundle_bad_inputs(tfedge, digits_int8, digits_float, fake_edgetpu, digi
     assert_clean_error(tfedge("bundle", digits_int8, "-o", tmp_path / "no" / "g.tfedge"), 2,
                        "output directory does not exist")
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+
+
+def test_files_the_manifest_names_travel_with_the_model(tfedge, digits_int8, tmp_path):
+    """Text models: convert writes tokenizer files beside the model and names them in its manifest."""
+    from tfedge_device.manifest import read_manifest, write_manifest
+
+    model = tmp_path / "text.tflite"
+    shutil.copy(digits_int8, model)
+    manifest = read_manifest(digits_int8)
+    for key in ("format", "model", "model_sha256"):
+        manifest.pop(key)
+    write_manifest(model, {**manifest, "tokenizer": {"file": "tokenizer.json", "max_length": 128}})
+    (tmp_path / "tokenizer.json").write_text('{"model": {"type": "WordPiece"}}')
+    (tmp_path / "unrelated.txt").write_text("not named by the manifest")
+    extra = tmp_path / "README.txt"
+    extra.write_text("how to use this model")
+    out = tmp_path / "text.tfedge"
+    result = tfedge("bundle", model, "-o", out, "--extra", extra, "--json")
+    assert result.returncode == 0, result
+    assert json.loads(result.stdout)["extra_files"] == ["README.txt", "tokenizer.json"]
+    assert (out / "tokenizer.json").read_text() == (tmp_path / "tokenizer.json").read_text()
+    assert not (out / "unrelated.txt").exists()
+    assert "tokenizer.json" in (out / "SHA256SUMS").read_text()
