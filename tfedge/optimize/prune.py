@@ -1,0 +1,61 @@
+"""Magnitude pruning (tfmot `prune_low_magnitude`): zero the smallest weights while fine-tuning.
+
+Schedules (tfmot.sparsity.keras): `polynomial` ramps sparsity from 0 to the target over the first two
+thirds of training (tfmot's recommended PolynomialDecay), `constant` prunes to the target from step 0.
+`UpdatePruningStep` advances the masks each step; `strip_pruning` removes the wrappers before export.
+"""
+
+from __future__ import annotations
+
+from .common import PRUNING_NOTE, OptimizeRequest, Technique, optimize
+
+SCHEDULES = ("polynomial", "constant")
+
+
+def _schedule(name: str, sparsity: float, end_step: int, frequency: int):
+    import tensorflow_model_optimization as tfmot  # lazily: sets TF_USE_LEGACY_KERAS=1
+
+    if name == "constant":
+        return tfmot.sparsity.keras.ConstantSparsity(sparsity, begin_step=0, frequency=frequency)
+    return tfmot.sparsity.keras.PolynomialDecay(initial_sparsity=0.0, final_sparsity=sparsity, begin_step=0,
+                                                end_step=end_step, frequency=frequency)
+
+
+def wrap(model, request: OptimizeRequest, steps_per_epoch: int):
+    import tensorflow_model_optimization as tfmot
+
+    sparsity, schedule = request.options["sparsity"], request.options.get("schedule", "polynomial")
+    ramp_epochs = max(1, (2 * request.fit.epochs) // 3) if schedule == "polynomial" else 0
+    end_step = max(1, ramp_epochs * steps_per_epoch)
+    frequency = max(1, min(100, steps_per_epoch // 2))
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(
+        model, pruning_schedule=_schedule(schedule, sparsity, end_step, frequency))
+    # early stopping only once the target sparsity is reached (earlier "best" weights are less sparse)
+    return pruned, [tfmot.sparsity.keras.UpdatePruningStep()], ramp_epochs + 1
+
+
+def strip(model):
+    import tensorflow_model_optimization as tfmot
+
+    return tfmot.sparsity.keras.strip_pruning(model)
+
+
+def inspect(model) -> dict:
+    from .measure import weight_sparsity
+
+    return weight_sparsity(model)
+
+
+TECHNIQUE = Technique("prune", wrap, strip, inspect, note=PRUNING_NOTE)
+
+
+def prune(request: OptimizeRequest) -> dict:
+    """Prune request.model to request.options["sparsity"] (0 < s < 1) with the named schedule."""
+    from ..errors import BadInput
+
+    sparsity = request.options.get("sparsity")
+    if sparsity is None or not 0.0 < sparsity < 1.0:
+        raise BadInput(f"--sparsity must be between 0 and 1 (exclusive), got {sparsity}")
+    if request.options.get("schedule", "polynomial") not in SCHEDULES:
+        raise BadInput(f"unknown --schedule {request.options['schedule']!r}: {', '.join(SCHEDULES)}")
+    return optimize(request, TECHNIQUE)
