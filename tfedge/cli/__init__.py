@@ -17,10 +17,14 @@ from ..errors import report
 # command name -> "module:attribute" (each a small module in this package). One line per command.
 COMMANDS = {
     "bundle": "tfedge.cli.bundle:bundle",
+    "cluster": "tfedge.cli.cluster:cluster",
     "convert": "tfedge.cli.convert:convert",
     "deploy": "tfedge.cli.deploy:deploy",
+    "distill": "tfedge.cli.distill:distill",
     "export-c": "tfedge.cli.export_c:export_c",
     "eval": "tfedge.cli.eval:evaluate",
+    "prune": "tfedge.cli.prune:prune",
+    "qat": "tfedge.cli.qat:qat",
 }
 
 
