@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import gzip
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from tfedge_device.model import Model
 
+from ..auto import median_latency_ms
 from ..calibration import Samples
 from ..convert import run_converter
 from ..modes import ConvertContext, get_mode, resolve_io_type
@@ -63,19 +63,6 @@ def top1(outputs: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(outputs, -1) == y))
 
 
-def latency_ms(model: Model, sample: np.ndarray, runs: int = 50, warmup: int = 5) -> float:
-    """Median invoke time (benchmark_model's method: warm-up runs, then timed runs)."""
-    model.set_inputs([sample])
-    for _ in range(warmup):
-        model.invoke()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        model.invoke()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000)
-
-
 def tflite_figures(model_bytes: bytes, x_val: np.ndarray, y_val: np.ndarray | None = None,
                    reference: np.ndarray | None = None, runs: int = 50) -> dict:
     """size, gzip size, top-1 (labels) or mean cosine to `reference` outputs, median latency (1 thread)."""
@@ -83,7 +70,7 @@ def tflite_figures(model_bytes: bytes, x_val: np.ndarray, y_val: np.ndarray | No
     outputs = predict_all(model, x_val)
     figures = {"size_bytes": len(model_bytes), "gzip_bytes": gzip_size(model_bytes),
                "top1": top1(outputs, y_val) if y_val is not None else None,
-               "latency_ms": latency_ms(model, x_val[:1], runs) if runs else None}
+               "latency_ms": median_latency_ms(model_bytes, [x_val[:1]], 1, runs) if runs else None}
     if reference is not None:
         figures["cosine_to_teacher"] = mean_cosine(outputs, reference)
     return figures
