@@ -141,11 +141,15 @@ def convert(request: ConvertRequest) -> dict:
     timings["calibration_data_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    converter = source.converter()
     context = ConvertContext(samples=samples, io_type=io_type, show_progress=request.show_progress,
-                             options=request.mode_options)
-    mode.configure(converter, context)
-    model_bytes = run_converter(converter, Path(source.location).name, context)
+                             options=dict(request.mode_options))
+    build = getattr(mode, "build", None)  # modes that search (selective-int8, auto) make the model themselves
+    if build is not None:
+        model_bytes = build(source, samples, context, request)
+    else:
+        converter = source.converter()
+        mode.configure(converter, context)
+        model_bytes = run_converter(converter, Path(source.location).name, context)
     timings["convert_s"] = time.perf_counter() - mark
 
     with atomic_path(output) as tmp:
@@ -159,6 +163,8 @@ def convert(request: ConvertRequest) -> dict:
         if verification is not None:
             enforce_budgets(verification, request.budgets)
         manifest = build_manifest(request, mode, io_type, source, model, preset, labels, samples, verification)
+        if context.options.get("report"):
+            manifest["search"] = context.options["report"]
     try:
         for name, path in source.extra_files.items():
             write_bytes(output.parent / name, Path(path).read_bytes())
@@ -177,5 +183,6 @@ def convert(request: ConvertRequest) -> dict:
         "source": source.describe(),
         "notes": source.notes,
         "verification": verification,
+        "search": context.options.get("report"),
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }

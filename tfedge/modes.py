@@ -108,7 +108,7 @@ register(Mode("int16x8", "int16 activations, int8 weights, with calibration", co
               aliases=("int8x16", "a16w8"), needs_calibration=True, io_types=("int16", "float32")))
 
 # Modes living in their own modules, imported when first named (module, attribute holding the Mode).
-LAZY_MODES = {"edgetpu": "tfedge.edgetpu.mode", "auto": "tfedge.auto"}
+LAZY_MODES = {"edgetpu": "tfedge.edgetpu.mode", "auto": "tfedge.auto", "selective-int8": "tfedge.selective"}
 
 
 def mode_names() -> list[str]:

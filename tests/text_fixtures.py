@@ -1,0 +1,37 @@
+"""A tiny BERT directory for text-model tests: keras-hub BertBackbone (2 layers, hidden 32) saved as a preset,
+a WordPiece tokenizer.json over the words of models/text/sentences.txt, and a sentence-transformers config
+(mean pooling + Normalize). Builds in a few seconds."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SENTENCES = ROOT / "models" / "text" / "sentences.txt"
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def sentences() -> list[str]:
+    return [line.strip() for line in SENTENCES.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+def write_tiny_bert(root: Path, seq_len: int = 64) -> Path:
+    import keras_hub
+    from tokenizers.implementations import BertWordPieceTokenizer
+
+    words = sorted({w for s in sentences() for w in re.findall(r"[a-z]+|[0-9]|[^\sa-z0-9]", s.lower())})
+    vocab = {token: i for i, token in enumerate(SPECIAL + words)}
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=len(vocab), num_layers=2, num_heads=2, hidden_dim=32,
+                                             intermediate_dim=64, max_sequence_length=seq_len)
+    backbone.save_to_preset(str(root))
+    BertWordPieceTokenizer(vocab, lowercase=True).save(str(root / "tokenizer.json"))
+    (root / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    (root / "1_Pooling").mkdir()
+    (root / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    return root

@@ -1,0 +1,227 @@
+"""`hf:DIR` sources: a BERT-family Hugging Face directory -> a sentence-embedding or classification model.
+
+keras-hub builds the backbone from DIR offline (`BertBackbone.from_preset`, which reads `config.json` +
+`model.safetensors`, or a keras-hub preset directory). tfedge adds what sentence-transformers' config in DIR
+says (`modules.json`, `1_Pooling/config.json`: mean / CLS / max pooling, Normalize) or a classification
+head. The model's inputs are `token_ids` and `padding_mask` (int32, batch 1, fixed sequence length); the
+tokenizer (`tokenizer.json`) travels beside the converted model and is named in the manifest's `text` section.
+
+Also registers the text calibration loader: a `.txt` file of sentences, one a line, tokenized with the
+source's tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BadInput, EnvironmentMissing
+from .sources import LoadOptions, SourceModel, tree_sha256
+from .tfrt import quiet_native, tensorflow
+
+log = logging.getLogger(__name__)
+
+TASKS = ("sentence-embedding", "sequence-classification")
+DEFAULT_SEQ_LEN = 128
+TOKENIZER_FILE = "tokenizer.json"
+# sentence-transformers' Pooling config keys -> tfedge pooling names
+# (sentence_transformers/models/Pooling.py; the first true one wins, as mean is the common default).
+POOLING_KEYS = (("pooling_mode_mean_tokens", "mean"), ("pooling_mode_cls_token", "cls"),
+                ("pooling_mode_max_tokens", "max"), ("pooling_mode_mean_sqrt_len_tokens", "mean_sqrt_len"))
+
+
+def read_json(path: Path) -> dict | list:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadInput(f"cannot read {path}: {' '.join(str(err).split())[:200]}") from None
+
+
+def sentence_transformers_head(root: Path) -> tuple[str, bool]:
+    """(pooling, normalize) from modules.json / 1_Pooling/config.json; ("mean", False) when absent."""
+    modules_file = root / "modules.json"
+    if not modules_file.exists():
+        return "mean", False
+    modules = read_json(modules_file)
+    types = {m.get("type", "").rsplit(".", 1)[-1]: m for m in modules if isinstance(m, dict)}
+    pooling = "mean"
+    if "Pooling" in types:
+        config_file = root / types["Pooling"].get("path", "1_Pooling") / "config.json"
+        if config_file.exists():
+            config = read_json(config_file)
+            pooling = next((name for key, name in POOLING_KEYS if config.get(key)), "mean")
+    return pooling, "Normalize" in types
+
+
+def tokenizer_lowercase(root: Path) -> bool:
+    config_file = root / "tokenizer_config.json"
+    if config_file.exists():
+        return bool(read_json(config_file).get("do_lower_case", True))
+    return True
+
+
+class TransformerSource(SourceModel):
+    """Backbone + pooling (+ L2 normalisation) or + classification head, on (token_ids, padding_mask)."""
+
+    kind = "hf"
+
+    def __init__(self, backbone, root: Path, task: str, seq_len: int, pooling: str, normalize: bool,
+                 head, options: LoadOptions):
+        self.backbone = backbone
+        self.head = head
+        self.pooling = pooling
+        self.normalize = normalize
+        self.seq_len = seq_len
+        raw = [("token_ids", (1, seq_len), "int32"), ("padding_mask", (1, seq_len), "int32")]
+        super().__init__(f"hf:{root}", tree_sha256(root), raw, options)
+        self.task = task
+        self.root = root
+        self.tokenizer_path = root / TOKENIZER_FILE
+        self.extra_files = {TOKENIZER_FILE: self.tokenizer_path}
+        self.extra_manifest = {"text": {
+            "tokenizer": TOKENIZER_FILE, "seq_len": seq_len, "lowercase": tokenizer_lowercase(root),
+            "pooling": pooling if task == "sentence-embedding" else None,
+            "normalize": normalize if task == "sentence-embedding" else None,
+            "inputs": ["token_ids", "padding_mask"],
+        }}
+        self._tokenizer = None
+
+    def _call(self, token_ids, padding_mask):
+        tf = tensorflow()
+        outputs = self.backbone({"token_ids": token_ids, "segment_ids": tf.zeros_like(token_ids),
+                                 "padding_mask": padding_mask}, training=False)
+        if self.head is not None:
+            return self.head(outputs["pooled_output"], training=False)
+        return pool(outputs["sequence_output"], padding_mask, self.pooling, self.normalize)
+
+    def _trackable(self):
+        return self.backbone
+
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from tfedge_device.text import TextEncoder
+
+            self._tokenizer = TextEncoder(self.tokenizer_path, self.seq_len)
+        return self._tokenizer
+
+    def encode(self, sentences: list[str]) -> list[list[np.ndarray]]:
+        """Sentences -> samples [token_ids, padding_mask], each [1, seq_len] int32."""
+        encoder = self.tokenizer()
+        return [list(encoder.encode([sentence])) for sentence in sentences]
+
+
+def pool(sequence, padding_mask, pooling: str, normalize: bool):
+    """sentence-transformers' Pooling (+ Normalize) on [1, T, H] with a [1, T] mask."""
+    tf = tensorflow()
+    mask = tf.cast(padding_mask, sequence.dtype)[:, :, None]
+    if pooling == "cls":
+        pooled = sequence[:, 0]
+    elif pooling == "max":
+        pooled = tf.reduce_max(sequence + (mask - 1.0) * 1e9, axis=1)
+    else:
+        total = tf.reduce_sum(sequence * mask, axis=1)
+        count = tf.maximum(tf.reduce_sum(mask, axis=1), 1e-9)
+        pooled = total / (tf.sqrt(count) if pooling == "mean_sqrt_len" else count)
+    if normalize:
+        pooled = pooled / tf.maximum(tf.norm(pooled, axis=-1, keepdims=True), 1e-12)
+    return pooled
+
+
+def _load_backbone(root: Path):
+    tensorflow()
+    try:
+        import keras_hub
+    except ImportError:
+        raise EnvironmentMissing("keras-hub is not installed", hint="pip install keras-hub safetensors") from None
+    try:
+        with quiet_native():
+            return keras_hub.models.BertBackbone.from_preset(str(root))
+    except (ValueError, KeyError, OSError, TypeError) as err:
+        raise BadInput(f"keras-hub cannot build a BERT backbone from {root}: "
+                       f"{' '.join(str(err).split())[:300]}",
+                       hint="hf:DIR needs a BERT-family Hugging Face directory (config.json, model.safetensors)") \
+            from None
+
+
+def _classification_head(backbone, root: Path, num_labels: int | None):
+    """A Dense head on the pooled [CLS] output. Its weights come from DIR/classifier.weights.h5 when
+    present (a head trained elsewhere); otherwise it is random and a note says so."""
+    import keras
+
+    config = read_json(root / "config.json") if (root / "config.json").exists() else {}
+    labels = config.get("id2label") or {}
+    count = num_labels or len(labels) or 2
+    head = keras.layers.Dense(count, activation="softmax", name="classifier")
+    head.build((None, backbone.hidden_dim))
+    weights = root / "classifier.weights.h5"
+    trained = weights.exists()
+    if trained:
+        head.load_weights(str(weights))
+    names = [labels[str(i)] for i in range(count)] if len(labels) == count else None
+    return head, names, trained
+
+
+def load_hf_source(spec: str, options: LoadOptions) -> SourceModel:
+    root = Path(spec.split(":", 1)[1]).expanduser()
+    if not root.is_dir():
+        raise BadInput(f"hf: source directory not found: {root}")
+    if not (root / "config.json").exists():
+        raise BadInput(f"{root} has no config.json: not a Hugging Face model directory")
+    if not (root / TOKENIZER_FILE).exists():
+        raise BadInput(f"{root} has no {TOKENIZER_FILE}: the device needs it to tokenize text",
+                       hint="save the tokenizer with tokenizers' Tokenizer.save or transformers' save_pretrained")
+    task = options.task or ("sentence-embedding" if (root / "modules.json").exists() else None)
+    if task not in TASKS:
+        raise BadInput(f"--task {options.task!r} is not a text task" if options.task else
+                       f"{root} has no sentence-transformers config: say what to build with --task",
+                       hint=f"choose one of {', '.join(TASKS)}")
+    seq_len = options.seq_len or DEFAULT_SEQ_LEN
+    max_positions = read_json(root / "config.json").get("max_position_embeddings")
+    if seq_len < 2 or (max_positions and seq_len > max_positions):
+        raise BadInput(f"--seq-len {seq_len} is out of range (2..{max_positions or 'the model maximum'})")
+    backbone = _load_backbone(root)
+    pooling, normalize = sentence_transformers_head(root)
+    head, labels, trained = (None, None, True)
+    if task == "sequence-classification":
+        head, labels, trained = _classification_head(backbone, root, options.num_labels)
+    source = TransformerSource(backbone, root, task, seq_len, pooling, normalize, head, options)
+    source.labels = labels
+    if not trained:
+        source.notes.append("classification head has random weights (no classifier.weights.h5 in the directory): "
+                            "speed and size are real, its outputs are not")
+    return source
+
+
+# -- text calibration data -------------------------------------------------------------------------
+def read_sentences(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise BadInput(f"{path.name} is not UTF-8 text") from None
+    sentences = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    if not sentences:
+        raise BadInput(f"{path.name} holds no sentences (one a line expected)")
+    return sentences
+
+
+def _from_sentences(path: Path, source: SourceModel, count: int, preset, show_progress: bool):
+    from .calibration import Samples, _spread
+
+    if not isinstance(source, TransformerSource):
+        raise BadInput(f"{path.name} is a sentence file but the model is not a text model (hf:DIR)")
+    sentences = _spread(read_sentences(path), count)
+    return Samples(source.encode(sentences), f"{len(sentences)} sentences from {path}")
+
+
+def _register_text_loader() -> None:
+    from . import calibration
+
+    entry = (lambda p: p.suffix == ".txt", _from_sentences)
+    if all(loader is not _from_sentences for _, loader in calibration.LOADERS):
+        calibration.LOADERS.append(entry)
+
+
+_register_text_loader()
