@@ -23,6 +23,7 @@ COMMANDS = {
     "distill": "tfedge.cli.distill:distill",
     "export-c": "tfedge.cli.export_c:export_c",
     "eval": "tfedge.cli.eval:evaluate",
+    "inspect": "tfedge.cli.inspect:inspect",
     "prune": "tfedge.cli.prune:prune",
     "qat": "tfedge.cli.qat:qat",
 }

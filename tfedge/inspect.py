@@ -1,0 +1,119 @@
+"""`tfedge inspect`: what is in a .tflite model — operators (versions, counts, MACs), tensors (dtypes,
+quantization), parameters, FLOPs, size, manifest — and which device runtimes can run it.
+
+The flatbuffer is read by tfedge.graph (on the `tflite` schema package); runtime compatibility comes from
+tfedge.compat. MACs are multiply-accumulates; FLOPs = 2 x MACs (the convention of the seeds' tables).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from tfedge_device.manifest import read_manifest
+from tfedge_device.model import needs_edgetpu, read_model_bytes
+
+from . import compat
+from .errors import BadInput
+
+
+def _graph(path: Path):
+    from . import graph
+
+    return graph.read_graph(path)
+
+
+def summary(path: str | Path) -> dict:
+    """Params, MACs/FLOPs and size (what `tfedge compare` needs), without compatibility probing."""
+    path = Path(path)
+    model = _graph(path)
+    macs = known_macs(model)
+    return {"params": model.param_count, "macs": macs, "flops": None if macs is None else 2 * macs,
+            "size_bytes": path.stat().st_size, "min_runtime_version": model.min_runtime_version}
+
+
+def known_macs(model) -> int:
+    """Total MACs of the ops whose MACs are known (graph.total_macs is None as soon as one is unknown)."""
+    return sum(op.macs for op in model.ops if op.macs is not None)
+
+
+def _quantization(tensor) -> dict | None:
+    q = tensor.quantization
+    if not q:
+        return None
+    scales = list(q.get("scale") or q.get("scales") or [])
+    zero_points = list(q.get("zero_point") or q.get("zero_points") or [])
+    if not scales:
+        return None
+    per_channel = len(scales) > 1
+    return {"per_channel": per_channel, "axis": q.get("axis") if per_channel else None,
+            "scale": scales if per_channel else scales[0],
+            "zero_point": zero_points if per_channel else (zero_points[0] if zero_points else 0)}
+
+
+def inspect(path: str | Path, check_runtimes: bool = True) -> dict:
+    path = Path(path)
+    data = read_model_bytes(path)  # refuses non-models with a clear message before the schema reader
+    model = _graph(path)
+    manifest = read_manifest(path, check_hash=False)
+    tensors = []
+    for tensor in model.tensors:
+        tensors.append({"name": tensor.name, "shape": list(tensor.shape), "dtype": tensor.dtype,
+                        "constant": tensor.is_constant, "quantization": _quantization(tensor)})
+    groups = Counter((op.name, op.version) for op in model.ops)
+    op_macs: Counter = Counter()
+    unknown_macs = set()
+    for op in model.ops:
+        if op.macs is None:
+            unknown_macs.add(op.name)
+        else:
+            op_macs[(op.name, op.version)] += op.macs
+    total = known_macs(model)
+    operators = [{"op": name, "version": version, "count": count,
+                  "macs": op_macs.get((name, version)) if name not in unknown_macs else None}
+                 for (name, version), count in sorted(groups.items(), key=lambda kv: (-op_macs[kv[0]], kv[0]))]
+    result = {
+        "model": str(path),
+        "size_bytes": len(data),
+        "subgraphs": model.subgraph_count,
+        "operator_count": len(model.ops),
+        "operators": operators,
+        "layers": [{"subgraph": op.subgraph, "index": op.index, "op": op.name, "version": op.version,
+                    "macs": op.macs} for op in model.ops],
+        "inputs": [_io(t) for t in model.inputs],
+        "outputs": [_io(t) for t in model.outputs],
+        "tensors": tensors,
+        "dtypes": dict(Counter(t["dtype"] for t in tensors)),
+        "params": model.param_count,
+        "macs": total,
+        "flops": None if total is None else 2 * total,
+        "macs_unknown_for": sorted(unknown_macs),
+        "min_runtime_version": model.min_runtime_version,
+        "edgetpu_custom_op": needs_edgetpu(data),
+        "manifest": manifest,
+    }
+    if check_runtimes:
+        result["compatibility"] = compat.check(path, [(op.name, op.version) for op in model.ops],
+                                               model.min_runtime_version, edgetpu_model=needs_edgetpu(data))
+    return result
+
+
+def _io(tensor) -> dict:
+    return {"name": tensor.name, "shape": list(tensor.shape), "dtype": tensor.dtype,
+            "quantization": _quantization(tensor)}
+
+
+def human_count(value) -> str:
+    if value is None:
+        return "n/a"
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= size:
+            return f"{value / size:.2f} {unit}"
+    return str(value)
+
+
+def check_model_path(path: Path) -> None:
+    if path.suffix != ".tflite" and path.exists() and not path.is_dir():
+        read_model_bytes(path)  # a clear "not a TFLite model" for anything else
+    if path.is_dir():
+        raise BadInput(f"model path is a directory, not a .tflite file: {path}")
