@@ -1,0 +1,170 @@
+"""tfedge convert hf:DIR: text models from a tiny keras-hub BERT built in-session (2 layers, hidden 32),
+real conversions and the device runtime; selective-int8 and auto; bad inputs (exit code + one line)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import assert_clean_error
+from text_fixtures import SENTENCES, sentences, write_tiny_bert
+
+SEQ_LEN = 32
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory):
+    return write_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+def _convert(tiny_bert, out, mode, **kw):
+    from tfedge.convert import ConvertRequest, convert
+    from tfedge.sources import LoadOptions
+
+    load = LoadOptions(task=kw.pop("task", None), seq_len=SEQ_LEN, num_labels=kw.pop("num_labels", None))
+    return convert(ConvertRequest(source=f"hf:{tiny_bert}", output=out, mode=mode, calib=str(SENTENCES),
+                                  calib_count=kw.pop("calib_count", 24), verify_count=12, load=load,
+                                  show_progress=False, **kw))
+
+
+@pytest.fixture(scope="session")
+def tiny_dynamic(tiny_bert, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny_dynamic") / "tiny.tflite"
+    _convert(tiny_bert, out, "dynamic")
+    return out
+
+
+def test_source_matches_sentence_transformers_head(tiny_bert):
+    from tfedge.sources import LoadOptions, load_source
+
+    source = load_source(f"hf:{tiny_bert}", LoadOptions(seq_len=SEQ_LEN))
+    assert source.task == "sentence-embedding"
+    assert [s.name for s in source.inputs] == ["token_ids", "padding_mask"]
+    assert all(s.shape == (1, SEQ_LEN) and s.dtype == "int32" for s in source.inputs)
+    token_ids, mask = source.encode(["A man is eating food."])[0]
+    assert token_ids[0, 0] == 2 and mask.sum() == len([t for t in token_ids[0] if t]) > 3  # [CLS] first
+    embedding = source.predict([token_ids, mask])[0]
+    assert embedding.shape == (1, 32)
+    assert np.linalg.norm(embedding) == pytest.approx(1.0, abs=1e-5)  # Normalize module
+    # mean pooling ignores padding: the same sentence padded further gives the same vector
+    longer = source.tokenizer().encode(["A man is eating food."], SEQ_LEN)
+    assert np.allclose(source.predict(list(longer))[0], embedding, atol=1e-6)
+
+
+def test_dynamic_conversion_writes_tokenizer_and_text_manifest(tiny_dynamic):
+    manifest = json.loads(tiny_dynamic.with_suffix(".json").read_text())
+    assert manifest["task"] == "sentence-embedding"
+    assert manifest["text"] == {"tokenizer": "tokenizer.json", "seq_len": SEQ_LEN, "lowercase": True,
+                                "pooling": "mean", "normalize": True, "inputs": ["token_ids", "padding_mask"]}
+    assert (tiny_dynamic.parent / "tokenizer.json").is_file()
+    assert manifest["verification"]["cosine_min"] > 0.999
+    assert "sentences from" in manifest["verification"]["data"]
+
+
+def test_embed_on_device_matches_source(tiny_bert, tiny_dynamic):
+    from tfedge.sources import LoadOptions, load_source
+    from tfedge.verify import cosine
+    from tfedge_device.commands.embed import embed
+
+    texts = sentences()[:3]
+    result = embed(tiny_dynamic, texts)
+    assert result["dim"] == 32 and len(result["embeddings"]) == 3
+    source = load_source(f"hf:{tiny_bert}", LoadOptions(seq_len=SEQ_LEN))
+    for text, vector in zip(texts, result["embeddings"]):
+        reference = source.predict(source.encode([text])[0])[0]
+        assert cosine(reference, vector) > 0.999
+    assert np.allclose(np.diag(result["cosine"]), 1.0, atol=1e-5)
+
+
+def test_sequence_classification_head(tiny_bert, tmp_path):
+    out = tmp_path / "classifier.tflite"
+    result = _convert(tiny_bert, out, "float32", task="sequence-classification", num_labels=3)
+    assert any("random weights" in note for note in result["notes"])
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert manifest["task"] == "sequence-classification" and manifest["text"]["pooling"] is None
+    assert manifest["outputs"][0]["shape"] == [1, 3]
+    assert result["verification"]["top1_agreement"] == 1.0
+
+
+def test_selective_int8_searches_when_full_int8_misses(tiny_bert, tmp_path):
+    # The tiny random BERT survives full int8 (no outlier channels), so an exacting budget forces the search.
+    out = tmp_path / "selective.tflite"
+    result = _convert(tiny_bert, out, "selective-int8", budgets={"min_cosine": 0.99999})
+    plan = result["search"]["selective"]
+    assert plan["sensitivity"] and plan["float_ops"], plan
+    ranked = [row["cosine_min"] for row in plan["sensitivity"]]
+    assert ranked == sorted(ranked, reverse=True)
+    assert set(plan["int8_ops"]).isdisjoint(plan["float_ops"])
+    if plan["figures"]:
+        assert plan["figures"]["cosine_min"] >= 0.99999
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert manifest["search"]["selective"]["float_ops"] == plan["float_ops"]
+
+
+def test_auto_picks_fastest_within_budget(tiny_bert, tmp_path):
+    out = tmp_path / "auto.tflite"
+    result = _convert(tiny_bert, out, "auto", budgets={"min_cosine": 0.99})
+    report = result["search"]["auto"]
+    names = [row["mode"] for row in report["candidates"]]
+    assert names == ["float16", "dynamic", "int8", "selective-int8", "int16x8"]
+    within = [row for row in report["candidates"] if row["meets"]]
+    chosen = next(row for row in within if row["mode"] == report["chosen"])
+    assert chosen["latency_ms"] == min(row["latency_ms"] for row in within)
+    assert report["baseline"]["mode"] == "float32" and report["budgets"] == {"min_cosine": 0.99}
+
+
+def test_auto_exits_4_when_no_candidate_meets_the_budget(tfedge, tiny_bert, tmp_path):
+    result = tfedge("convert", f"hf:{tiny_bert}", "-o", tmp_path / "m.tflite", "--quant", "auto", "--seq-len",
+                    SEQ_LEN, "--calib", SENTENCES, "--calib-count", 8, "--min-cosine", 1.5)
+    assert_clean_error(result, 4, "no candidate meets")
+    assert "auto candidates" in result.stderr and "dynamic" in result.stderr  # the table explains why
+    assert not (tmp_path / "m.tflite").exists()
+
+
+def test_cli_convert_json(tfedge, tiny_bert, tmp_path):
+    out = tmp_path / "cli.tflite"
+    result = tfedge("convert", f"hf:{tiny_bert}", "-o", out, "--task", "sentence-embedding", "--seq-len", 16,
+                    "--quant", "float32", "--calib", SENTENCES, "--verify-count", 4, "--json")
+    assert result.returncode == 0, result
+    data = json.loads(result.stdout)
+    assert data["verification"]["cosine_min"] > 0.9999
+    assert json.loads(out.with_suffix(".json").read_text())["text"]["seq_len"] == 16
+
+
+@pytest.mark.parametrize("make, args, words", [
+    (lambda d: d / "missing", (), ["not found"]),
+    (lambda d: d, (), ["no config.json"]),
+    ("no-tokenizer", (), ["tokenizer.json"]),
+    ("bert", ("--task", "translation"), ["translation", "sentence-embedding"]),
+    ("bert", ("--seq-len", "1"), ["--seq-len 1"]),
+])
+def test_bad_hf_sources(tfedge, tiny_bert, tmp_path, make, args, words):
+    import shutil
+
+    if make == "bert":
+        source = tiny_bert
+    elif make == "no-tokenizer":
+        source = tmp_path / "copy"
+        shutil.copytree(tiny_bert, source)
+        (source / "tokenizer.json").unlink()
+    else:
+        source = make(tmp_path)
+    result = tfedge("convert", f"hf:{source}", "-o", tmp_path / "m.tflite", "--quant", "float32", *args)
+    assert_clean_error(result, 2, *words)
+
+
+def test_sentence_file_on_an_image_model_is_refused(tfedge, digits_dir, tmp_path):
+    result = tfedge("convert", digits_dir / "digits.keras", "-o", tmp_path / "m.tflite", "--quant", "int8",
+                    "--calib", SENTENCES)
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr
+
+
+def test_empty_sentence_file(tfedge, tiny_bert, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# only a comment\n\n")
+    result = tfedge("convert", f"hf:{tiny_bert}", "-o", tmp_path / "m.tflite", "--quant", "int8",
+                    "--seq-len", SEQ_LEN, "--calib", empty)
+    assert_clean_error(result, 2, "no sentences")
