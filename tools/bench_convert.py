@@ -38,7 +38,6 @@ def main() -> int:
     from tfedge.convert import ConvertRequest, convert
     from tfedge.sources import LoadOptions
     from tfedge_device.bench import benchmark
-    from tfedge_device.model import Model
 
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_convert_"))
     rows = {}
@@ -52,9 +51,9 @@ def main() -> int:
         rows[mode] = {"size_mb": path.stat().st_size / 1e6, "path": str(path)}
     # Timed after all conversions, one mode right after another, so the ratios share machine conditions.
     for mode in MODES:
-        stats = benchmark(Model(rows[mode]["path"], threads=args.threads), runs=args.runs, warmup=args.warmup)
-        rows[mode]["p50_ms"] = stats["p50_us"] / 1000
-        rows[mode]["avg_ms"] = stats["avg_us"] / 1000
+        stats = benchmark(rows[mode]["path"], runs=args.runs, warmup=args.warmup, threads=args.threads)
+        rows[mode]["p50_ms"] = stats["inference"]["p50"] / 1000
+        rows[mode]["avg_ms"] = stats["inference"]["avg"] / 1000
     base = rows["float32"]
     for row in rows.values():
         row["speedup"] = base["p50_ms"] / row["p50_ms"]
