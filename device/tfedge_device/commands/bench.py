@@ -1,0 +1,44 @@
+"""`tfedge-run bench MODEL [--threads N] [--runs N] [--warmup N] [--edgetpu] [--json]`: latency and memory.
+
+Measured by tfedge_device.bench (benchmark_model's method: init, first inference, warm-up, timed runs;
+count/first/min/max/avg/std and p50/p90/p99 in microseconds; peak memory, which is approximate).
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def positive(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="The .tflite model.")
+    parser.add_argument("--threads", type=positive, default=None, help="Interpreter threads (default: runtime's).")
+    parser.add_argument("--runs", type=positive, default=50, help="Timed runs (default 50).")
+    parser.add_argument("--warmup", type=int, default=5, help="Warm-up runs before the timed ones (default 5).")
+    parser.add_argument("--edgetpu", action="store_true", help="Run on the Edge TPU delegate (libedgetpu).")
+    parser.add_argument("--json", dest="as_json", action="store_true", help="Print one JSON object on stdout only.")
+
+
+def run(args) -> int:
+    from ..bench import benchmark, format_result
+
+    result = {"model": args.model, "threads": args.threads,
+              **benchmark(args.model, runs=args.runs, warmup=args.warmup, threads=args.threads,
+                          edgetpu=args.edgetpu)}
+    if args.as_json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.model} (threads {args.threads or 'default'})")
+        print(format_result(result))
+    return 0
