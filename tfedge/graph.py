@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tfedge_device.model import read_model_bytes
+from tfedge_device.model import TFLITE_MAGIC, read_model_bytes
 
 from .errors import BadInput
 
@@ -28,6 +28,8 @@ class Tensor:
     quantization: dict | None  # {"scale": [...], "zero_point": [...], "axis": int} or None when not quantized
     is_constant: bool  # has buffer data (weights, biases, shape arguments)
     buffer_size: int  # bytes of constant data (0 for activations)
+    values: tuple | None = None  # small unquantized integer constants (axes, paddings, strides, shapes), flat
+
 
     @property
     def is_dynamic(self) -> bool:
@@ -178,14 +180,31 @@ def _buffer_size(model, index: int) -> int:
     return int(buffer.DataLength())
 
 
+SMALL_CONSTANT_ELEMENTS = 64  # integer constants up to this size are read (op arguments, not weights)
+
+
+def _small_values(model, buffer_index: int, dtype: str, elements: int) -> tuple | None:
+    if dtype not in ("int32", "int64") or elements > SMALL_CONSTANT_ELEMENTS:
+        return None
+    buffer = model.Buffers(buffer_index)
+    if buffer.DataIsNone():
+        return None
+    import numpy as np
+
+    return tuple(int(v) for v in np.frombuffer(buffer.DataAsNumpy().tobytes(), dtype=dtype))
+
+
 def _read_tensor(model, sg, index: int, dtype_names: dict) -> Tensor:
     t = sg.Tensors(index)
     shape = _vector(t, "Shape")
     signature = _vector(t, "ShapeSignature") or shape
     size = _buffer_size(model, t.Buffer())
+    dtype = dtype_names.get(t.Type(), f"type{t.Type()}").lower()
+    quantization = _quantization(t.Quantization())
+    values = _small_values(model, t.Buffer(), dtype, math.prod(shape)) if size and not quantization else None
     return Tensor(index=index, name=(t.Name() or b"").decode("utf-8", "replace"), shape=shape,
-                  shape_signature=signature, dtype=dtype_names.get(t.Type(), f"type{t.Type()}").lower(),
-                  quantization=_quantization(t.Quantization()), is_constant=size > 0, buffer_size=size)
+                  shape_signature=signature, dtype=dtype, quantization=quantization,
+                  is_constant=size > 0, buffer_size=size, values=values)
 
 
 def _opcode_names(tflite, model) -> list:
@@ -204,11 +223,18 @@ def _opcode_names(tflite, model) -> list:
 
 def read_graph(path: str | Path) -> Graph:
     """Parse a .tflite file. Raises BadInput (exit 2) for files that are not valid TFLite models."""
+    path = Path(path)
+    return graph_from_bytes(read_model_bytes(path), path)
+
+
+def graph_from_bytes(data: bytes, path: str | Path = "<memory>") -> Graph:
+    """Parse model bytes already in memory (e.g. fresh from the converter); `path` names them in messages."""
     import tflite
-    import tflite.utils  # noqa: F401  (BUILTIN_OPCODE2NAME)
+    import tflite.utils  # BUILTIN_OPCODE2NAME
 
     path = Path(path)
-    data = read_model_bytes(path)
+    if len(data) < 8 or data[4:8] != TFLITE_MAGIC:
+        raise BadInput(f"not a TFLite model (no TFL3 identifier): {path}")
     try:
         return _parse(tflite, path, data)
     except (struct.error, IndexError, ValueError, TypeError, UnicodeDecodeError, AttributeError, OverflowError) as err:
