@@ -6,6 +6,7 @@ same table for calibration, so the device feeds the model exactly what it was ca
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ import numpy as np
 
 from .errors import BadInput
 
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Normalization:
@@ -38,7 +40,11 @@ PRESETS = {
 # Pillow's own bomb limit is a warning at 89 Mpx; an edge device should refuse far earlier.
 MAX_IMAGE_PIXELS = 64_000_000
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-_RESAMPLE = {"bilinear": 2, "nearest": 0, "bicubic": 3}  # PIL.Image.Resampling values
+RESAMPLE = {"bilinear": 2, "nearest": 0, "bicubic": 3}  # PIL.Image.Resampling values
+# PIL modes whose values are not 0..255: converting them to L/RGB clips silently, so they are refused.
+HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+_noted: set = set()  # (image mode, target mode) pairs already announced, so a folder warns once
 
 
 def get_preset(name: str) -> Normalization:
@@ -88,6 +94,29 @@ def list_images(paths) -> list[Path]:
     return found
 
 
+def colour_note(mode: str, has_transparency: bool, target: str) -> str | None:
+    """What converting an image of PIL `mode` to `target` ("L" or "RGB") changes, or None when nothing."""
+    if mode in _ALPHA_MODES or has_transparency:
+        return f"{mode} images lose their alpha channel (converted to {target})"
+    if target == "L" and mode not in ("L", "1"):
+        return f"{mode} images are converted to grayscale: the model takes one channel"
+    if target == "RGB" and mode in ("L", "1"):
+        return f"{mode} (grayscale) images are converted to RGB: the model takes three channels"
+    return None
+
+
+def _convert(image, path: Path, target: str):
+    """Convert to the model's colour mode; refuse high bit depths; say once per kind what changed."""
+    if image.mode in HIGH_DEPTH_MODES:
+        raise BadInput(f"image {path.name} has {image.mode} pixels (16-bit or float); tfedge reads 8-bit images",
+                       hint="save it as 8-bit PNG/JPEG")
+    note = colour_note(image.mode, "transparency" in image.info, target)
+    if note and (image.mode, target) not in _noted:
+        _noted.add((image.mode, target))
+        log.warning("%s (first: %s)", note, path.name)
+    return image.convert(target)
+
+
 def load_image(path: str | Path, spec: ImageSpec) -> np.ndarray:
     """Decode, convert colour, resize and normalise one image -> float32 [H, W, C]."""
     from PIL import Image, UnidentifiedImageError
@@ -96,6 +125,7 @@ def load_image(path: str | Path, spec: ImageSpec) -> np.ndarray:
     norm = get_preset(spec.preset)
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # PIL's palette-transparency advice: colour_note says it
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 if image.width * image.height > MAX_IMAGE_PIXELS:
@@ -103,9 +133,9 @@ def load_image(path: str | Path, spec: ImageSpec) -> np.ndarray:
                         f"image {path.name} is {image.width}x{image.height}, larger than "
                         f"{MAX_IMAGE_PIXELS // 1_000_000} Mpx (refused as a possible decompression bomb)"
                     )
-                image = image.convert("L" if spec.channels == 1 else "RGB")
+                image = _convert(image, path, "L" if spec.channels == 1 else "RGB")
                 if image.size != (spec.width, spec.height):
-                    image = image.resize((spec.width, spec.height), _RESAMPLE[spec.resize])
+                    image = image.resize((spec.width, spec.height), RESAMPLE[spec.resize])
                 pixels = np.asarray(image, dtype=np.float32)
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise BadInput(f"cannot read image {path.name}: {str(err).splitlines()[0]}") from None

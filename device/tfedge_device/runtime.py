@@ -98,9 +98,13 @@ def edgetpu_library() -> str:
 
 def load_edgetpu_delegate(runtime: Runtime, device: str | None = None):
     """Load the Edge TPU delegate through the runtime's load_delegate; exit 3 when the library is missing."""
+    import ctypes
+
     library = edgetpu_library()
     options = {"device": device} if device else {}
     try:
+        # ctypes first: when the library is missing, LiteRT 2.3's Delegate.__del__ prints a traceback.
+        ctypes.CDLL(library)
         return runtime.api.load_delegate(library, options)
     except (ValueError, OSError, RuntimeError) as err:
         raise EnvironmentMissing(

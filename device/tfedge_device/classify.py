@@ -1,0 +1,199 @@
+"""Image classification on the device: image file -> input tensor -> Model.predict -> top-k classes.
+
+Preprocessing and labels come from the manifest `tfedge convert` wrote beside the model; without one they are
+derived from the input tensor (shape, and the real value range its quantization implies), as pycoral's
+classify_image does for Coral models. Scores are the model's first output, dequantized (Model does that).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BadInput
+from .labels import check_labels, read_labels
+from .manifest import manifest_path, read_manifest
+from .model import Model, TensorSpec
+from .preprocess import ImageSpec, load_image
+
+log = logging.getLogger(__name__)
+
+# Real-valued input range implied by a quantized input -> the preset producing it. pycoral's
+# classify_image feeds Coral's uint8 models (x - 128) / 128, i.e. [-1, 1] ("mobilenet").
+RANGE_PRESETS = (((0.0, 1.0), "unit"), ((-1.0, 1.0), "mobilenet"), ((0.0, 255.0), "raw"))
+RANGE_TOLERANCE = 0.05  # of the range's width
+FLOAT_INPUT_PRESET = "unit"  # what `tfedge convert` assumes for image sources without a preset
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One class: id, label (the id as text without labels) and score."""
+
+    id: int
+    label: str
+    score: float
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "label": self.label, "score": round(self.score, 6)}
+
+
+@dataclass
+class ImageResult:
+    """One image's classes and timings: preprocess_ms (decode, colour, resize, normalise) and inference_ms per
+    run (quantize input, invoke, dequantize output)."""
+
+    image: str
+    classes: list
+    preprocess_ms: float
+    inference_ms: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"image": self.image, "classes": [c.to_dict() for c in self.classes],
+                "preprocess_ms": round(self.preprocess_ms, 3), "inference_ms": [round(t, 3) for t in self.inference_ms]}
+
+
+def find_manifest(model_path: Path) -> tuple[dict | None, str | None]:
+    """(manifest, where it came from). An Edge TPU model `X_edgetpu.tflite` without its own manifest uses the
+    CPU model's `X.json` (edgetpu_compiler keeps I/O tensors and preprocessing; the hash check is skipped)."""
+    manifest = read_manifest(model_path)
+    if manifest is not None:
+        return manifest, manifest_path(model_path).name
+    if model_path.stem.endswith("_edgetpu"):
+        sibling = model_path.with_name(model_path.stem[: -len("_edgetpu")] + ".tflite")
+        if manifest_path(sibling).exists():
+            return read_manifest(sibling, check_hash=False), manifest_path(sibling).name
+    return None, None
+
+
+def image_input(model: Model) -> TensorSpec:
+    """The model's single image input, [1, H, W, C] with C 1 or 3; BadInput otherwise."""
+    if len(model.inputs) != 1:
+        raise BadInput(f"{model.path.name} takes {len(model.inputs)} inputs; classify needs one image input",
+                       hint="use tfedge-run embed for text models")
+    spec = model.inputs[0]
+    shape = tuple(model.interpreter.get_input_details()[0]["shape"])
+    if len(shape) != 4 or shape[0] != 1 or shape[3] not in (1, 3):
+        raise BadInput(f"{model.path.name}'s input {spec.name!r} has shape {list(shape)}, not an image [1, H, W, 1|3]")
+    return spec
+
+
+def range_preset(spec: TensorSpec) -> str | None:
+    """The preset whose output range the quantized input spans, or None when none fits."""
+    info = np.iinfo(spec.dtype)
+    low, high = (info.min - spec.zero_point) * spec.scale, (info.max - spec.zero_point) * spec.scale
+    for (want_low, want_high), preset in RANGE_PRESETS:
+        slack = RANGE_TOLERANCE * (want_high - want_low)
+        if abs(low - want_low) <= slack and abs(high - want_high) <= slack:
+            return preset
+    return None
+
+
+def derive_preset(spec: TensorSpec) -> tuple[str, str]:
+    """(preset, why) for a model without a manifest."""
+    if spec.quantized:
+        preset = range_preset(spec)
+        if preset:
+            return preset, f"{spec.dtype.name} input scale {spec.scale:.6g} zero point {spec.zero_point}"
+        return "raw", (f"{spec.dtype.name} input range matches no preset (scale {spec.scale:.6g}, zero point "
+                       f"{spec.zero_point}); pixel values fed as they are")
+    if np.issubdtype(spec.dtype, np.integer):
+        return "raw", f"{spec.dtype.name} input takes pixel values"
+    return FLOAT_INPUT_PRESET, "float input without a manifest: assumed [0, 1] like tfedge convert"
+
+
+def resolve_spec(model: Model, manifest: dict | None, preset: str | None = None,
+                 resize: str | None = None) -> tuple[ImageSpec, str]:
+    """The ImageSpec to feed `model` and a phrase saying where it came from; flags override."""
+    tensor = image_input(model)
+    shape = model.interpreter.get_input_details()[0]["shape"]
+    image = ((manifest or {}).get("preprocess") or {}).get("image")
+    if image:
+        spec, origin = ImageSpec.from_dict(image), "manifest"
+    else:
+        derived, why = derive_preset(tensor)
+        spec, origin = ImageSpec.from_shape(shape, derived), f"input tensor ({why})"
+    if (spec.height, spec.width, spec.channels) != tuple(int(d) for d in shape[1:]):
+        raise BadInput(f"manifest preprocessing {spec.height}x{spec.width}x{spec.channels} does not match the "
+                       f"input shape {list(shape)}")
+    overrides = {key: value for key, value in (("preset", preset), ("resize", resize)) if value}
+    if overrides:
+        spec = ImageSpec.from_dict({**spec.to_dict(), **overrides})
+        origin += " with " + ", ".join(f"--{key} {value}" for key, value in overrides.items())
+    return spec, origin
+
+
+def num_classes(model: Model) -> int:
+    shape = model.interpreter.get_output_details()[0]["shape"]
+    return int(np.prod(shape))
+
+
+def resolve_labels(model: Model, manifest: dict | None, labels_path=None) -> tuple[list[str] | None, str | None]:
+    """(labels, origin): the --labels file, else the manifest's, else none (ids are printed)."""
+    if labels_path:
+        labels, origin = read_labels(labels_path), str(labels_path)
+    elif manifest and manifest.get("labels"):
+        labels, origin = list(manifest["labels"]), "manifest"
+    else:
+        return None, None
+    check_labels(labels, num_classes(model), origin)
+    return labels, origin
+
+
+def top_k(scores: np.ndarray, k: int, threshold: float, labels: list[str] | None = None) -> list[Prediction]:
+    """The k best classes scoring >= threshold, best first (pycoral's adapters.classify.get_classes)."""
+    scores = np.asarray(scores, np.float32).reshape(-1)
+    k = min(k, scores.size)
+    best = np.argpartition(-scores, k - 1)[:k]
+    best = best[np.argsort(-scores[best], kind="stable")]
+    return [Prediction(int(i), labels[i] if labels else str(int(i)), float(scores[i]))
+            for i in best if scores[i] >= threshold]
+
+
+class Classifier:
+    """A model ready to classify image files: its ImageSpec and labels resolved once.
+
+    Args:
+      model_path: the .tflite file; threads, edgetpu: as Model; labels: a label file overriding the manifest's;
+      preset, resize: overrides of the preprocessing.
+    """
+
+    def __init__(self, model_path, threads: int | None = None, edgetpu: bool = False, labels=None,
+                 preset: str | None = None, resize: str | None = None):
+        model_path = Path(model_path)
+        self.model = Model(model_path, threads=threads, edgetpu=edgetpu)
+        self.manifest, self.manifest_name = find_manifest(model_path)
+        task = (self.manifest or {}).get("task")
+        if task not in (None, "image-classification"):
+            raise BadInput(f"{model_path.name} is a {task} model, not an image classifier",
+                           hint="use tfedge-run embed for text models")
+        self.spec, self.spec_origin = resolve_spec(self.model, self.manifest, preset, resize)
+        self.labels, self.labels_origin = resolve_labels(self.model, self.manifest, labels)
+        if self.manifest is None:
+            log.info("no manifest beside %s: preprocessing from the %s", model_path.name, self.spec_origin)
+
+    def preprocess(self, path) -> np.ndarray:
+        """Image file -> the model's input batch [1, H, W, C] in real values."""
+        return load_image(path, self.spec)[None]
+
+    def classify(self, path, top: int = 5, threshold: float = 0.1, count: int = 1) -> ImageResult:
+        """Classify one image; with count > 1 the inference is repeated and each run timed (pycoral's --count)."""
+        started = time.perf_counter()
+        batch = self.preprocess(path)
+        preprocessed = time.perf_counter()
+        times = []
+        for _ in range(count):
+            run_started = time.perf_counter()
+            scores = self.model.predict(batch)[0]
+            times.append((time.perf_counter() - run_started) * 1e3)
+        return ImageResult(str(path), top_k(scores, top, threshold, self.labels),
+                           (preprocessed - started) * 1e3, times)
+
+    def describe(self) -> dict:
+        return {"model": str(self.model.path), "runtime": f"{self.model.runtime.name} {self.model.runtime.version}",
+                "edgetpu": self.model.edgetpu, "manifest": self.manifest_name,
+                "preprocess": {**self.spec.to_dict(), "from": self.spec_origin},
+                "labels": self.labels_origin or "none (class ids)"}

@@ -1,0 +1,105 @@
+"""`tfedge-run classify MODEL --input IMG [IMG|DIR ...]`: classify images, pycoral's classify_image style.
+
+Preprocessing and labels come from the manifest beside MODEL (MODEL.json, written by `tfedge convert`);
+without one they are derived from the input tensor, and --preset/--resize/--labels override them.
+One image: pycoral's layout (----INFERENCE TIME---- with each of --count runs, then -------RESULTS--------).
+Several images or a folder: one line per image as it is classified, then the timing summary.
+Inference times cover quantizing the input, invoke and dequantizing the output; preprocessing is timed apart.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+from .bench import positive
+
+EDGETPU_NOTE = ("Note: The first inference on Edge TPU is slow because it includes loading the model "
+                "into Edge TPU memory.")
+
+
+def add_arguments(parser) -> None:
+    from ..preprocess import RESAMPLE, PRESETS
+
+    parser.add_argument("model", metavar="MODEL", help="The .tflite model (its manifest MODEL.json beside it).")
+    parser.add_argument("-i", "--input", nargs="+", required=True, metavar="IMG|DIR",
+                        help="Image files and/or folders (searched recursively).")
+    parser.add_argument("-l", "--labels", help="Label file (`0 cat`, `0: cat` or one a line); default: manifest's.")
+    parser.add_argument("-k", "--top-k", type=positive, default=5, help="Classes shown per image (default 5).")
+    parser.add_argument("-t", "--threshold", type=float, default=0.1, help="Minimum score shown (default 0.1).")
+    parser.add_argument("-c", "--count", type=positive, default=1,
+                        help="Inferences per image; the first is the warm-up (default 1).")
+    parser.add_argument("--threads", type=positive, default=None, help="Interpreter threads (default: runtime's).")
+    parser.add_argument("--edgetpu", action="store_true", help="Run on the Edge TPU delegate (libedgetpu).")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="Override the normalisation preset.")
+    parser.add_argument("--resize", choices=sorted(RESAMPLE), help="Override the resize filter.")
+    parser.add_argument("--json", dest="as_json", action="store_true", help="Print one JSON object on stdout only.")
+
+
+def summarize(results) -> dict:
+    """First inference (it includes warm-up) and the steady state: every later run, as medians in ms."""
+    runs = [t for result in results for t in result.inference_ms]
+    return {"images": len(results), "first_inference_ms": round(runs[0], 3),
+            "steady_median_ms": round(statistics.median(runs[1:]), 3) if len(runs) > 1 else None,
+            "steady_runs": len(runs) - 1,
+            "preprocess_median_ms": round(statistics.median(r.preprocess_ms for r in results), 3)}
+
+
+def classes_text(result) -> str:
+    return " | ".join(f"{c.label}: {c.score:.5f}" for c in result.classes) or "(no class above the threshold)"
+
+
+def print_single(result, edgetpu: bool) -> None:
+    """pycoral's classify_image layout."""
+    print("----INFERENCE TIME----")
+    if edgetpu:
+        print(EDGETPU_NOTE)
+    for ms in result.inference_ms:
+        print(f"{ms:.2f}ms")
+    print("-------RESULTS--------")
+    for c in result.classes:
+        print(f"{c.label}: {c.score:.5f}")
+
+
+def print_line(result) -> None:
+    times = result.inference_ms
+    timing = f"{times[0]:.2f}ms" if len(times) == 1 else (
+        f"first {times[0]:.2f}ms, then avg {statistics.fmean(times[1:]):.2f}ms")
+    print(f"{result.image}: {timing} | {classes_text(result)}", flush=True)
+
+
+def print_summary(summary: dict, edgetpu: bool) -> None:
+    print("----INFERENCE TIME----")
+    if edgetpu:
+        print(EDGETPU_NOTE)
+    steady = (f", then median {summary['steady_median_ms']:.2f}ms over {summary['steady_runs']} runs"
+              if summary["steady_median_ms"] is not None else "")
+    print(f"{summary['images']} images: first {summary['first_inference_ms']:.2f}ms (includes warm-up){steady}; "
+          f"preprocessing median {summary['preprocess_median_ms']:.2f}ms")
+
+
+def run(args) -> int:
+    from ..classify import Classifier
+    from ..errors import BadInput
+    from ..preprocess import list_images
+
+    images = list_images(args.input)
+    if not images:
+        raise BadInput(f"no images found in {' '.join(args.input)}")
+    classifier = Classifier(args.model, threads=args.threads, edgetpu=args.edgetpu, labels=args.labels,
+                            preset=args.preset, resize=args.resize)
+    single = len(images) == 1 and not args.as_json
+    results = []
+    for path in images:
+        results.append(classifier.classify(path, args.top_k, args.threshold, args.count))
+        if not args.as_json and not single:
+            print_line(results[-1])
+    summary = summarize(results)
+    if args.as_json:
+        print(json.dumps({**classifier.describe(), "top_k": args.top_k, "threshold": args.threshold,
+                          "count": args.count, "results": [r.to_dict() for r in results], "summary": summary}))
+    elif single:
+        print_single(results[0], args.edgetpu)
+    else:
+        print_summary(summary, args.edgetpu)
+    return 0

@@ -1,0 +1,112 @@
+"""`tfedge-run info MODEL [--edgetpu] [--json]`: what runs here and what the model is.
+
+Runtime in use (LiteRT or tflite-runtime), its version and known limitations; whether the Edge TPU library
+loads; the model's inputs and outputs with dtypes and quantization; whether it was compiled for the Edge TPU
+(then it needs the delegate); and the manifest beside it. An Edge TPU model is described without loading
+it when the delegate is absent (its tensors then come from the manifest).
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="The .tflite model.")
+    parser.add_argument("--edgetpu", action="store_true", help="Load the model with the Edge TPU delegate.")
+    parser.add_argument("--json", dest="as_json", action="store_true", help="Print one JSON object on stdout only.")
+
+
+def real_range(tensor: dict) -> list | None:
+    """The real values a quantized tensor can hold, [low, high]; None when it is not quantized."""
+    import numpy as np
+
+    if not tensor.get("scale") or tensor["dtype"] not in ("int8", "uint8", "int16", "int32"):
+        return None
+    info = np.iinfo(tensor["dtype"])
+    return [round((bound - tensor["zero_point"]) * tensor["scale"], 6) for bound in (info.min, info.max)]
+
+
+def model_info(path, edgetpu: bool = False) -> dict:
+    from pathlib import Path
+
+    from ..bundle import edgetpu_library_loads
+    from ..classify import find_manifest
+    from ..model import Model, needs_edgetpu, read_model_bytes
+    from ..runtime import describe
+
+    path = Path(path)
+    data = read_model_bytes(path)
+    manifest, manifest_name = find_manifest(path)
+    loads, why = edgetpu_library_loads()
+    compiled = needs_edgetpu(data)
+    info = {"runtime": describe(), "edgetpu_library": {"loads": loads, "detail": why},
+            "model": {"path": str(path), "size_bytes": len(data), "edgetpu_custom_op": compiled,
+                      "needs_edgetpu_delegate": compiled},
+            "manifest_file": manifest_name, "manifest": manifest}
+    if compiled and not edgetpu:
+        source = manifest or {}
+        tensors = "tensors from the manifest" if manifest else "no manifest describes its tensors"
+        info["model"].update({"loaded": False, "inputs": source.get("inputs", []), "outputs": source.get("outputs", []),
+                              "note": f"compiled for the Edge TPU: not loaded without --edgetpu; {tensors}"})
+    else:
+        info["model"].update({**Model(path, edgetpu=edgetpu).describe(), "loaded": True,
+                              "needs_edgetpu_delegate": compiled})
+    for tensor in info["model"]["inputs"] + info["model"]["outputs"]:
+        tensor["real_range"] = real_range(tensor)
+    return info
+
+
+def tensor_line(tensor: dict) -> str:
+    text = f"{tensor['name']} {tensor['shape']} {tensor['dtype']}"
+    if tensor.get("real_range"):
+        low, high = tensor["real_range"]
+        text += f" scale {tensor['scale']:.6g} zero_point {tensor['zero_point']} (real {low:g}..{high:g})"
+    return text
+
+
+def manifest_line(manifest: dict) -> str:
+    image = (manifest.get("preprocess") or {}).get("image")
+    verified = manifest.get("verification") or {}
+    parts = [f"task {manifest.get('task', '?')}", f"mode {manifest.get('mode', '?')}"]
+    if image:
+        parts.append(f"preprocess {image['height']}x{image['width']}x{image['channels']} {image.get('preset')} "
+                     f"{image.get('resize', 'bilinear')}")
+    if manifest.get("labels"):
+        parts.append(f"{len(manifest['labels'])} labels")
+    if verified.get("top1_agreement") is not None:
+        parts.append(f"verified top-1 agreement {verified['top1_agreement']:.1%}, cosine min "
+                     f"{verified.get('cosine_min', float('nan')):.5f} on {verified.get('samples')} samples")
+    if (manifest.get("versions") or {}).get("tensorflow"):
+        parts.append(f"converted with TensorFlow {manifest['versions']['tensorflow']}")
+    return ", ".join(parts)
+
+
+def print_info(info: dict) -> None:
+    runtime, model = info["runtime"], info["model"]
+    kind = ("Edge TPU model: needs the Edge TPU delegate (--edgetpu)" if model["needs_edgetpu_delegate"]
+            else "CPU model (no Edge TPU custom op)")
+    rows = [("runtime", f"{runtime['runtime']} {runtime['version']} ({runtime['distribution']}) on "
+                        f"{runtime['machine']}, Python {runtime['python']}"),
+            ("limitations", runtime["limitations"] or "none known"),
+            ("edgetpu", f"{'loads' if info['edgetpu_library']['loads'] else 'absent'}: "
+                        f"{info['edgetpu_library']['detail']}"),
+            ("model", f"{model['path']} ({model['size_bytes'] / 1e3:.1f} kB), {kind}")]
+    if model.get("note"):
+        rows.append(("", model["note"]))
+    rows += [(f"input {i}", tensor_line(t)) for i, t in enumerate(model["inputs"])]
+    rows += [(f"output {i}", tensor_line(t)) for i, t in enumerate(model["outputs"])]
+    rows.append(("manifest", f"{info['manifest_file']}: {manifest_line(info['manifest'])}" if info["manifest"]
+                 else "none (classify derives preprocessing from the input tensor)"))
+    width = max(len(key) for key, _ in rows)
+    for key, value in rows:
+        print(f"{key.ljust(width)}  {value}")
+
+
+def run(args) -> int:
+    info = model_info(args.model, args.edgetpu)
+    if args.as_json:
+        print(json.dumps(info))
+    else:
+        print_info(info)
+    return 0
