@@ -21,6 +21,7 @@ COMMANDS = {
     "convert": "tfedge.cli.convert:convert",
     "deploy": "tfedge.cli.deploy:deploy",
     "distill": "tfedge.cli.distill:distill",
+    "edgetpu": "tfedge.cli.edgetpu:edgetpu",
     "export-c": "tfedge.cli.export_c:export_c",
     "eval": "tfedge.cli.eval:evaluate",
     "inspect": "tfedge.cli.inspect:inspect",

@@ -1,0 +1,90 @@
+"""`tfedge edgetpu check|compile`: Coral Edge TPU mapping, predicted anywhere or compiled on x86-64 Linux."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import BudgetNotMet
+from .options import emit, json_option, table
+
+
+@click.group("edgetpu")
+def edgetpu():
+    """Coral Edge TPU: predict the op mapping (check) or run edgetpu_compiler (compile)."""
+
+
+@edgetpu.command("check")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--require-full", is_flag=True, help="Exit 4 unless every op is predicted on the TPU.")
+@json_option
+def check(model, require_full, as_json):
+    """Predict which ops of MODEL.tflite the Edge TPU Compiler maps, by Coral's documented rules.
+
+    Needs no compiler (works on ARM and macOS). A prediction: only the compiler knows for sure.
+    """
+    from ..edgetpu.check import check as run
+
+    report = run(model)
+    emit(report, as_json, print_report)
+    _require_full(report, require_full)
+
+
+@edgetpu.command("compile")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("-o", "--out-dir", type=click.Path(path_type=Path), help="Where to write (default: beside MODEL).")
+@click.option("--num-segments", type=int, default=None, help="Split into N segments for pipelining.")
+@click.option("--timeout", type=float, default=180, show_default=True, help="Compiler timeout in seconds.")
+@click.option("--compiler", help="Path of edgetpu_compiler (default: found on PATH).")
+@click.option("--require-full", is_flag=True, help="Exit 4 unless the compiler mapped every op.")
+@json_option
+def compile_(model, out_dir, num_segments, timeout, compiler, require_full, as_json):
+    """Compile MODEL.tflite with edgetpu_compiler into *_edgetpu.tflite plus manifest and log."""
+    from ..edgetpu.compiler import compile_model
+
+    report = compile_model(model, out_dir, num_segments, timeout, compiler)
+    emit(report, as_json, print_report)
+    _require_full(report, require_full)
+
+
+def _require_full(report: dict, required: bool) -> None:
+    if required and not report["fully_mapped"]:
+        first = report["first_cpu_op"]
+        raise BudgetNotMet(f"not every op maps to the Edge TPU: {first['op']}: {first['status']}")
+
+
+def _percent(share) -> str:
+    return "n/a" if share is None else f"{100 * share:.1f} %"
+
+
+def print_report(r: dict) -> None:
+    echo = click.echo
+    predicted = r["source"] == "prediction"
+    echo(f"{r['model']}: " + ("predicted by tfedge's pre-check (Coral's documented rules; not a compilation)"
+                              if predicted else f"edgetpu_compiler {r.get('compiler_version') or ''}".rstrip()))
+    rows = []
+    for op in r["ops"]:
+        why = "; ".join(op["reasons"] + [f"caveat: {c}" for c in op["caveats"]])
+        rows.append((op["index"] if predicted else "", op["op"], op["count"], "TPU" if op["on_tpu"] else "CPU",
+                     op["status"], why))
+    echo(table(rows, ("#", "operator", "count", "on", "status", "why")))
+    echo("")
+    echo(table([
+        ("Edge TPU subgraphs", r["tpu_subgraphs"]),
+        ("ops on the Edge TPU", f"{r['ops_on_tpu']} of {r['ops_total']} ({_percent(r['share_ops_on_tpu'])})"),
+        ("MACs on the Edge TPU", _percent(r["share_macs_on_tpu"])),
+    ] + [(label, f"{r[key]} bytes") for label, key in (
+        ("on-chip memory used", "on_chip_memory_used"), ("off-chip memory used", "off_chip_memory_used"))
+        if r.get(key) is not None]
+      + [("compiled model", path) for path in r.get("compiled_models", [])]))
+    if r.get("first_cpu_op"):
+        first = r["first_cpu_op"]
+        where = f"op #{first['index']} " if predicted else ""
+        echo(f"first CPU op: {where}{first['op']}: {first['status']}")
+    for note in r.get("notes", []):
+        echo(f"note: {note}")
+    if "agrees_with_prediction" in r:
+        p = r["prediction"]
+        echo(f"pre-check predicted {p['ops_on_tpu']} of {p['ops_total']} ops on the TPU: "
+             + ("agrees" if r["agrees_with_prediction"] else "differs from the compiler (the compiler is right)"))
