@@ -57,7 +57,9 @@ def test_dynamic_conversion_writes_tokenizer_and_text_manifest(tiny_dynamic):
     manifest = json.loads(tiny_dynamic.with_suffix(".json").read_text())
     assert manifest["task"] == "sentence-embedding"
     assert manifest["text"] == {"tokenizer": "tokenizer.json", "seq_len": SEQ_LEN, "lowercase": True,
-                                "pooling": "mean", "normalize": True, "inputs": ["token_ids", "padding_mask"]}
+                                "pooling": "mean", "normalize": True, "inputs": ["token_ids", "padding_mask"],
+                                "dynamic_length": True}
+    assert manifest["inputs"][0]["shape"] == [1, -1]  # resizable on the device
     assert (tiny_dynamic.parent / "tokenizer.json").is_file()
     assert manifest["verification"]["cosine_min"] > 0.999
     assert "sentences from" in manifest["verification"]["data"]
@@ -76,6 +78,16 @@ def test_embed_on_device_matches_source(tiny_bert, tiny_dynamic):
         reference = source.predict(source.encode([text])[0])[0]
         assert cosine(reference, vector) > 0.999
     assert np.allclose(np.diag(result["cosine"]), 1.0, atol=1e-5)
+
+
+def test_length_adaptive_equals_fixed_length(tiny_dynamic):
+    from tfedge_device.commands.embed import embed
+
+    texts = ["A man is eating food.", sentences()[40]]
+    adaptive = embed(tiny_dynamic, texts)
+    fixed = embed(tiny_dynamic, texts, adaptive=False)
+    assert adaptive["length_adaptive"] and not fixed["length_adaptive"]
+    assert np.allclose(adaptive["embeddings"], fixed["embeddings"], atol=1e-4)
 
 
 def test_sequence_classification_head(tiny_bert, tmp_path):

@@ -73,12 +73,13 @@ def build_auto(source, samples, context, request) -> bytes:
     calibration, held_out = split_samples(samples)
     evaluator = Evaluator(source, held_out)
     timing_sample = held_out.arrays[0]
-    float_bytes = _configured(source, "float32", context)
+    float_bytes = evaluator.finalize(_configured(source, "float32", context))
     baseline_ms = median_latency_ms(float_bytes, timing_sample)
     calibrated = calibrate(source, calibration, context)
     rows, models = [], {}
 
     def measure(name: str, model_bytes: bytes, note: str = "") -> None:
+        model_bytes = evaluator.finalize(model_bytes)
         latency = median_latency_ms(model_bytes, timing_sample, runs=3 if name == "int16x8" else TIMED_RUNS)
         row = {"mode": name, "size_mb": round(len(model_bytes) / 1e6, 2), "latency_ms": round(latency, 2),
                "speedup": round(baseline_ms / latency, 2), "note": note}

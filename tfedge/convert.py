@@ -150,6 +150,9 @@ def convert(request: ConvertRequest) -> dict:
         converter = source.converter()
         mode.configure(converter, context)
         model_bytes = run_converter(converter, Path(source.location).name, context)
+    finalize = getattr(source, "finalize_model", None)  # e.g. text models: default sequence length
+    if finalize is not None:
+        model_bytes = finalize(model_bytes)
     timings["convert_s"] = time.perf_counter() - mark
 
     with atomic_path(output) as tmp:

@@ -97,13 +97,14 @@ class Evaluator:
     """Outputs of candidate models vs the source's, through the device runtime, on fixed samples."""
 
     def __init__(self, source, samples):
+        self.finalize = getattr(source, "finalize_model", lambda model_bytes: model_bytes)
         self.samples = samples
         self.references = [source.predict(arrays) for arrays in samples.arrays]
 
     def figures(self, model_bytes: bytes) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "candidate.tflite"
-            path.write_bytes(model_bytes)
+            path.write_bytes(self.finalize(model_bytes))
             model = Model(path)
             candidates = [model.predict(*arrays) for arrays in self.samples.arrays]
         figures = compare_outputs(self.references, candidates)

@@ -85,9 +85,28 @@ class TransformerSource(SourceModel):
             "tokenizer": TOKENIZER_FILE, "seq_len": seq_len, "lowercase": tokenizer_lowercase(root),
             "pooling": pooling if task == "sentence-embedding" else None,
             "normalize": normalize if task == "sentence-embedding" else None,
-            "inputs": ["token_ids", "padding_mask"],
+            "inputs": ["token_ids", "padding_mask"], "dynamic_length": True,
         }}
         self._tokenizer = None
+
+    def concrete_function(self):
+        """Traced with a dynamic sequence dimension [1, None]: the converted model can be resized on the
+        device to each sentence's real length (`finalize_model` makes [1, seq_len] its default shape)."""
+        if self._concrete is None:
+            tf = tensorflow()
+            signature = [tf.TensorSpec((1, None), tf.int32, name=spec.name) for spec in self.inputs]
+
+            def serve(token_ids, padding_mask):
+                return tuple(tf.nest.flatten(self._call(token_ids, padding_mask)))
+
+            with quiet_native():
+                self._concrete = tf.function(serve, input_signature=signature).get_concrete_function()
+        return self._concrete
+
+    def finalize_model(self, model_bytes: bytes) -> bytes:
+        """Set the inputs' default shape to [1, seq_len] (shape signature stays [1, -1]), so the model
+        allocates at seq_len, as tools and verification expect, and resizes to shorter inputs on request."""
+        return default_input_shape(model_bytes, (1, self.seq_len))
 
     def _call(self, token_ids, padding_mask):
         tf = tensorflow()
@@ -111,6 +130,21 @@ class TransformerSource(SourceModel):
         """Sentences -> samples [token_ids, padding_mask], each [1, seq_len] int32."""
         encoder = self.tokenizer()
         return [list(encoder.encode([sentence])) for sentence in sentences]
+
+
+def default_input_shape(model_bytes: bytes, shape: tuple) -> bytes:
+    """Rewrite the default shape of a TFLite model's dynamic inputs (flatbuffer edit with TF's schema)."""
+    tensorflow()
+    import numpy as np
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes))
+    for subgraph in model.subgraphs[:1]:
+        for index in subgraph.inputs:
+            tensor = subgraph.tensors[index]
+            if tensor.shapeSignature is not None and len(tensor.shapeSignature) == len(shape):
+                tensor.shape = np.array(shape, dtype=np.int32)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def pool(sequence, padding_mask, pooling: str, normalize: bool):
