@@ -73,8 +73,11 @@ def print_result(result: dict, details: list[tuple]) -> None:
     ] + details
     click.echo(table(rows))
     click.echo()
+    text = any("cosine_to_teacher" in v for v in result["tflite"].values())
     variants = [(name, v["mode"], f"{v['size_bytes'] / 1024:.1f}", f"{v['gzip_bytes'] / 1024:.1f}",
-                 percent(v["top1"]), f"{v['latency_ms'] * 1000:.0f}") for name, v in result["tflite"].items()]
-    click.echo(table(variants, ("converted", "mode", "KiB", "gzip KiB", "top-1", "latency us")))
+                 f"{v['cosine_to_teacher']:.4f}" if text else percent(v["top1"]), f"{v['latency_ms'] * 1000:.0f}")
+                for name, v in result["tflite"].items()]
+    click.echo(table(variants, ("converted", "mode", "KiB", "gzip KiB", "cosine" if text else "top-1",
+                                "latency us")))
     for note in result["notes"]:
         log.warning(note)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from .common import CLUSTERING_NOTE, OptimizeRequest, Technique, optimize
 
 
-def wrap(model, request: OptimizeRequest, steps_per_epoch: int):
+def wrap(model, request: OptimizeRequest, data, steps_per_epoch: int):
     import tensorflow_model_optimization as tfmot  # lazily: sets TF_USE_LEGACY_KERAS=1
 
     clustering = tfmot.clustering.keras

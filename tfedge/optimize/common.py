@@ -47,7 +47,7 @@ class OptimizeRequest:
 @dataclass(frozen=True)
 class Technique:
     name: str
-    wrap: Callable  # (tf_keras model, request, steps_per_epoch) -> (model, callbacks, start_from_epoch)
+    wrap: Callable  # (tf_keras model, request, TrainData, steps_per_epoch) -> (model, callbacks, start_epoch)
     strip: Callable  # trained model -> exportable tf_keras model
     inspect: Callable  # stripped model -> dict of technique figures
     h5_ok: bool = True  # False when the result needs tfmot's custom objects to load (QAT)
@@ -115,7 +115,7 @@ def optimize(request: OptimizeRequest, technique: Technique) -> dict:
         # measured now: tfmot wrappers share the original layers, so training changes `model` too
         baseline = original_variants(model, request.quant, data)
         steps = math.ceil(len(data.x) / request.fit.batch_size)
-        wrapped, callbacks, start = technique.wrap(model, request, steps)
+        wrapped, callbacks, start = technique.wrap(model, request, data, steps)
         compile_classifier(wrapped, tf_keras, request.fit.learning_rate, probabilities)
     options = FitOptions(**{**request.fit.__dict__, "start_from_epoch": start})
     training = fit(wrapped, tf_keras, data.x, data.y, (data.x_val, data.y_val), options, technique.name, callbacks)

@@ -100,11 +100,10 @@ def _from_npz(path: Path, input_shape: tuple, preset: str) -> tuple:
 
 
 def read_sentences(path: Path) -> list[str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise BadInput(f"{path.name} is not UTF-8 text (expected one sentence a line)") from None
-    sentences = [line.strip() for line in text.splitlines() if line.strip()]
+    """One sentence a line (tfedge.transformers' reader, shared with text calibration)."""
+    from ..transformers import read_sentences as read
+
+    sentences = read(path)
     if len(sentences) < 2:
         raise BadInput(f"{path.name} holds {len(sentences)} sentence(s); distillation needs at least 2")
     return sentences

@@ -30,14 +30,22 @@ def count_params(model) -> int:
                    and "pruning_step" not in w.name))
 
 
-def to_tflite(model, mode: str = "float32", calibration_x: np.ndarray | None = None) -> bytes:
-    """Convert an in-memory Keras model; calibrated modes use up to 200 samples of `calibration_x`."""
+def calibration_samples(inputs: list[np.ndarray]) -> Samples:
+    """Up to 200 samples spread over [N, ...] arrays (one per model input, in input order)."""
+    count = len(inputs[0])
+    picks = np.linspace(0, count - 1, min(CALIBRATION_SAMPLES, count)).astype(int)
+    return Samples([[a[i:i + 1] for a in inputs] for i in picks], "training data")
+
+
+def to_tflite(model, mode: str = "float32", calibration_x=None) -> bytes:
+    """Convert an in-memory Keras model; calibrated modes use up to 200 samples of `calibration_x`
+    (an array, or a list of arrays for several inputs)."""
     chosen = get_mode(mode)
     source = KerasSource(model, model.name, "in-memory", LoadOptions())
     samples = None
     if chosen.needs_calibration:
-        picks = np.linspace(0, len(calibration_x) - 1, min(CALIBRATION_SAMPLES, len(calibration_x))).astype(int)
-        samples = Samples([[calibration_x[i:i + 1].astype(np.float32)] for i in picks], "training data")
+        inputs = calibration_x if isinstance(calibration_x, list) else [calibration_x.astype(np.float32)]
+        samples = calibration_samples(inputs)
     converter = source.converter()
     context = ConvertContext(samples=samples, io_type=resolve_io_type(chosen, None), show_progress=False)
     chosen.configure(converter, context)
@@ -55,22 +63,34 @@ def load_tflite(model_bytes: bytes, threads: int | None = 1) -> Model:
         return Model(path, threads=threads)
 
 
-def predict_all(model: Model, x: np.ndarray) -> np.ndarray:
-    return np.concatenate([model.predict(x[i:i + 1])[0].reshape(1, -1) for i in range(len(x))])
+def ordered_inputs(model: Model, x) -> list[np.ndarray]:
+    """x: an array (one input) or {name: array}, matched to the model's inputs by name (the converter
+    may prefix or reorder them, e.g. serving_default_padding_mask:0)."""
+    if not isinstance(x, dict):
+        return [x]
+    return [next(array for name, array in x.items() if name in spec.name) for spec in model.inputs]
+
+
+def predict_all(model: Model, x) -> np.ndarray:
+    inputs = ordered_inputs(model, x)
+    return np.concatenate([model.predict(*[a[i:i + 1] for a in inputs])[0].reshape(1, -1)
+                           for i in range(len(inputs[0]))])
 
 
 def top1(outputs: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(outputs, -1) == y))
 
 
-def tflite_figures(model_bytes: bytes, x_val: np.ndarray, y_val: np.ndarray | None = None,
+def tflite_figures(model_bytes: bytes, x_val, y_val: np.ndarray | None = None,
                    reference: np.ndarray | None = None, runs: int = 50) -> dict:
-    """size, gzip size, top-1 (labels) or mean cosine to `reference` outputs, median latency (1 thread)."""
+    """size, gzip size, top-1 (labels) or mean cosine to `reference` outputs, median latency (1 thread).
+    x_val: an array, or {input name: array} for several inputs."""
     model = load_tflite(model_bytes)
     outputs = predict_all(model, x_val)
+    first = [a[:1] for a in ordered_inputs(model, x_val)]
     figures = {"size_bytes": len(model_bytes), "gzip_bytes": gzip_size(model_bytes),
                "top1": top1(outputs, y_val) if y_val is not None else None,
-               "latency_ms": median_latency_ms(model_bytes, [x_val[:1]], 1, runs) if runs else None}
+               "latency_ms": median_latency_ms(model_bytes, first, 1, runs) if runs else None}
     if reference is not None:
         figures["cosine_to_teacher"] = mean_cosine(outputs, reference)
     return figures

@@ -21,7 +21,7 @@ def _schedule(name: str, sparsity: float, end_step: int, frequency: int):
                                                 end_step=end_step, frequency=frequency)
 
 
-def wrap(model, request: OptimizeRequest, steps_per_epoch: int):
+def wrap(model, request: OptimizeRequest, data, steps_per_epoch: int):
     import tensorflow_model_optimization as tfmot
 
     sparsity, schedule = request.options["sparsity"], request.options.get("schedule", "polynomial")

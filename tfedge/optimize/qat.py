@@ -7,19 +7,63 @@ TFLite's int8 spec (per-channel weights, per-tensor activations).
 
 from __future__ import annotations
 
+import numpy as np
+
 from .common import OptimizeRequest, Technique, optimize
 
 
-def wrap(model, request: OptimizeRequest, steps_per_epoch: int):
+def wrap(model, request: OptimizeRequest, data, steps_per_epoch: int):
     import tensorflow_model_optimization as tfmot  # lazily: sets TF_USE_LEGACY_KERAS=1
 
     from ..errors import BadInput
 
     try:
-        return tfmot.quantization.keras.quantize_model(model), [], 0
+        quantized = tfmot.quantization.keras.quantize_model(model)
     except (ValueError, RuntimeError) as err:  # layers without a QuantizeConfig
         raise BadInput(f"tfmot cannot quantize this model: {' '.join(str(err).split())[:300]}",
                        hint="quantize_model supports standard Conv/Dense/BatchNorm/pooling layers") from None
+    calibrate_ranges(quantized, data.x)
+    return quantized, [], 0
+
+
+def calibrate_ranges(model, x, count: int = 512) -> None:
+    """Start the activation ranges at the data's min/max instead of tfmot's [-6, 6].
+
+    tfmot's MovingAverageQuantizer begins at [-6, 6] and follows the batch ranges with an EMA of decay
+    0.999 (quant_ops.MovingAvgQuantize): a fine-tune of a few hundred steps leaves the ranges mostly at
+    their initial values, clipping larger activations (measured on digits: QAT int8 97.1 % vs PTQ int8
+    98.7 %). One training-mode pass over `count` samples with the decay at 0 sets them to the observed
+    ranges first (like PTQ calibration); Dropout is switched off for that pass so it does not widen them.
+    """
+    from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
+
+    moving_average = quant_ops.MovingAvgQuantize
+
+    def without_ema(*args, **kwargs):
+        kwargs["ema_decay"] = 0.0
+        return moving_average(*args, **kwargs)
+
+    dropouts = [(layer, layer.rate) for layer in _all_layers(model) if type(layer).__name__.endswith("Dropout")]
+    quant_ops.MovingAvgQuantize = without_ema  # quantizers.py looks it up on the module at call time
+    try:
+        for layer, _ in dropouts:
+            layer.rate = 0.0
+        picks = np.linspace(0, len(x) - 1, min(count, len(x))).astype(int)
+        model(x[picks], training=True)
+    finally:
+        quant_ops.MovingAvgQuantize = moving_average
+        for layer, rate in dropouts:
+            layer.rate = rate
+
+
+def _all_layers(model) -> list:
+    found = []
+    for layer in model.layers:
+        found.append(layer)
+        inner = getattr(layer, "layer", None)  # QuantizeWrapper
+        if inner is not None:
+            found.append(inner)
+    return found
 
 
 def strip(model):
