@@ -181,13 +181,17 @@ def compare(variants: list[str], data: str | None = None, runs: int = 50, warmup
     """Measure every variant; returns {"rows": [...], "baselines": ..., "data": ..., "runtime": ...}."""
     from tfedge_device.runtime import describe
 
-    from .evaluate import Variant
+    from .evaluate import Variant, options_from_manifest
 
     if not variants:
         raise BadInput("give at least one VARIANT (.tflite files or the source model)")
     if len(set(variants)) != len(variants):
         raise BadInput("a variant is listed twice")
-    loaded = [Variant(spec, threads, load_options) for spec in variants]
+    # converted variants first: a source then takes its shapes (hf: seq_len) from their manifests
+    converted = {spec: Variant(spec, threads) for spec in variants if spec.endswith(".tflite")}
+    manifest = next((v.manifest for v in converted.values() if v.manifest), None)
+    options = options_from_manifest(load_options, manifest)
+    loaded = [converted.get(spec) or Variant(spec, threads, options) for spec in variants]
     sources = [v for v in loaded if v.kind == "source"]
     if len(sources) > 1:
         raise BadInput("give at most one source model among the variants")

@@ -33,7 +33,8 @@ class Variant:
 
     def __init__(self, spec: str, threads: int | None = None, load_options=None):
         self.spec = spec
-        self.name = Path(spec).name if not spec.startswith(("keras-app:", "hf:")) else spec
+        prefix, _, rest = spec.partition(":")
+        self.name = f"{prefix}:{Path(rest).name}" if prefix in ("keras-app", "hf") else Path(spec).name
         self.manifest = None
         self.path = Path(spec) if ":" not in spec else None
         if spec.endswith(".tflite"):
@@ -58,6 +59,13 @@ class Variant:
         return self.model.predict(arrays)
 
     @property
+    def task(self) -> str | None:
+        """The manifest's (or source's) task, e.g. image-classification, sentence-embedding."""
+        if self.manifest:
+            return self.manifest.get("task")
+        return getattr(self.model, "task", None) if self.kind == "source" else None
+
+    @property
     def labels(self) -> list[str] | None:
         if self.manifest and self.manifest.get("labels"):
             return list(self.manifest["labels"])
@@ -74,6 +82,22 @@ class Variant:
             raise BadInput(f"{self.name} has no manifest saying how to preprocess images",
                            hint="pass --preprocess (unit, mobilenet, caffe, torch or raw)")
         return ImageSpec.from_shape(self.inputs[0][1], preset or default)
+
+
+def options_from_manifest(options, manifest: dict | None):
+    """LoadOptions for a source compared with a converted variant: what the user did not say (an hf:
+    source's task and sequence length) is taken from the variant's manifest, so the shapes match."""
+    from dataclasses import replace
+
+    from .sources import LoadOptions
+
+    options = options or LoadOptions()
+    text = (manifest or {}).get("text") or {}
+    if options.seq_len is None and text.get("seq_len"):
+        options = replace(options, seq_len=int(text["seq_len"]))
+    if options.task is None and text and manifest.get("task"):
+        options = replace(options, task=manifest["task"])
+    return options
 
 
 @dataclass
@@ -116,8 +140,9 @@ def _from_npz(path: Path, variant: Variant, limit: int | None) -> EvalData:
         raise BadInput(f"cannot read {path.name} as numpy data: {' '.join(str(err).split())[:200]}") from None
     with archive:
         names = [name for name, _, _ in variant.inputs]
-        if all(name in archive.files for name in names):
-            arrays = [archive[name] for name in names]
+        keys = [matching_key(name, archive.files) for name in names]
+        if None not in keys:
+            arrays = [archive[key] for key in keys]
         elif "x" in archive.files and len(names) == 1:
             arrays = [archive["x"]]
         else:
@@ -143,6 +168,15 @@ def _from_npz(path: Path, variant: Variant, limit: int | None) -> EvalData:
     return EvalData(samples, f"{count} samples from {path.name}",
                     labels=None if labels is None else labels[:count].astype(np.int64),
                     reference=None if reference is None else reference[:count])
+
+
+def matching_key(input_name: str, keys: list[str]) -> str | None:
+    """The archive key for an input: its exact name, or the name the source gave it (a converted model's
+    inputs are called e.g. 'serving_default_token_ids:0' for the source's 'token_ids')."""
+    if input_name in keys:
+        return input_name
+    bare = input_name.split(":")[0].removeprefix("serving_default_")
+    return bare if bare in keys else None
 
 
 def _from_folder(path: Path, variant: Variant, preset: str | None, limit: int | None) -> EvalData:
@@ -182,6 +216,19 @@ def run_variant(variant: Variant, data: EvalData) -> list[list[np.ndarray]]:
     return [[np.asarray(out) for out in variant.predict(arrays)] for arrays in data.samples]
 
 
+# Tasks whose outputs are vectors, not class scores: no top-1 agreement.
+EMBEDDING_TASKS = ("sentence-embedding", "embedding")
+
+
+def check_fits(reference: Variant, variant: Variant) -> None:
+    """The reference must take the same per-sample input shapes as the evaluated variant."""
+    ours = [tuple(shape[1:]) for _, shape, _ in variant.inputs]
+    theirs = [tuple(shape[1:]) for _, shape, _ in reference.inputs]
+    if ours != theirs:
+        raise BadInput(f"reference {reference.name} takes inputs {theirs}, {variant.name} takes {ours}",
+                       hint="build the source with the same shapes (e.g. --seq-len for hf: sources)")
+
+
 def top_k_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float | None:
     """Fraction of rows whose label is among the k highest scores (None when there are fewer than k+1
     classes: top-5 of a 5-class model says nothing)."""
@@ -210,7 +257,8 @@ def evaluate(spec: str, data_path: str | Path, reference: str | None = None, pre
     variant = spec if isinstance(spec, Variant) else Variant(spec, threads, load_options)
     reference_variant = None
     if reference is not None:
-        reference_variant = reference if isinstance(reference, Variant) else Variant(reference, threads, load_options)
+        options = options_from_manifest(load_options, variant.manifest)
+        reference_variant = reference if isinstance(reference, Variant) else Variant(reference, threads, options)
     data = load_data(data_path, variant, preset, limit, need_targets=reference_variant is None)
     started = time.perf_counter()
     outputs = run_variant(variant, data)
@@ -226,7 +274,9 @@ def evaluate(spec: str, data_path: str | Path, reference: str | None = None, pre
         result.update(cosine_mean=figures["cosine_mean"], cosine_min=figures["cosine_min"],
                       reference=f"reference outputs in {Path(data_path).name}")
     if reference_variant is not None:
+        check_fits(reference_variant, variant)
         figures = compare_outputs(run_variant(reference_variant, data), outputs)
+        agreement = None if variant.task in EMBEDDING_TASKS else figures["top1_agreement"]
         result.update(cosine_mean=figures["cosine_mean"], cosine_min=figures["cosine_min"],
-                      top1_agreement=figures["top1_agreement"], reference=reference_variant.spec)
+                      top1_agreement=agreement, reference=reference_variant.spec)
     return result

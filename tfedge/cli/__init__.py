@@ -16,8 +16,10 @@ from ..errors import report
 
 # command name -> "module:attribute" (each a small module in this package). One line per command.
 COMMANDS = {
+    "bench": "tfedge.cli.bench:bench",
     "bundle": "tfedge.cli.bundle:bundle",
     "cluster": "tfedge.cli.cluster:cluster",
+    "compare": "tfedge.cli.compare:compare",
     "convert": "tfedge.cli.convert:convert",
     "deploy": "tfedge.cli.deploy:deploy",
     "distill": "tfedge.cli.distill:distill",

@@ -26,9 +26,11 @@ log = logging.getLogger(__name__)
 @click.option("--limit", type=click.IntRange(1), help="Evaluate at most this many samples.")
 @threads_option
 @weights_option
+@click.option("--task", help="hf: sources: sentence-embedding or sequence-classification.")
+@click.option("--seq-len", type=click.IntRange(2), help="hf: sources: sequence length (as converted).")
 @json_option
 @quiet_option
-def compare(variants, data, report, runs, warmup, preprocess, limit, threads, weights, as_json, quiet):
+def compare(variants, data, report, runs, warmup, preprocess, limit, threads, weights, task, seq_len, as_json, quiet):
     """Compare VARIANTS (.tflite files and/or the source model) on the device runtime."""
     from ..compare import compare as run
     from ..report import report_paths, to_markdown, write_reports
@@ -38,7 +40,7 @@ def compare(variants, data, report, runs, warmup, preprocess, limit, threads, we
         report_paths(report)  # a bad --report fails before the measurements
     quiet = quiet or as_json
     result = run(list(variants), data=data, runs=runs, warmup=warmup, threads=threads, preset=preprocess,
-                 limit=limit, load_options=LoadOptions(weights=weights),
+                 limit=limit, load_options=LoadOptions(weights=weights, task=task, seq_len=seq_len),
                  progress=None if quiet else lambda text: click.echo(text, err=True))
     if report is not None:
         result["reports"] = write_reports(result, report)

@@ -23,14 +23,16 @@ def percent(value) -> str:
 @click.option("--limit", type=click.IntRange(1), help="Evaluate at most this many samples (spread evenly).")
 @threads_option
 @weights_option
+@click.option("--task", help="hf: sources: sentence-embedding or sequence-classification.")
+@click.option("--seq-len", type=click.IntRange(2), help="hf: sources: sequence length (as converted).")
 @json_option
-def evaluate(model, data, reference, preprocess, limit, threads, weights, as_json):
+def evaluate(model, data, reference, preprocess, limit, threads, weights, task, seq_len, as_json):
     """Measure MODEL's accuracy on DATA (MODEL: a .tflite file or a SOURCE such as model.keras)."""
     from ..evaluate import evaluate as run
     from ..sources import LoadOptions
 
     result = run(model, data, reference=reference, preset=preprocess, limit=limit, threads=threads,
-                 load_options=LoadOptions(weights=weights))
+                 load_options=LoadOptions(weights=weights, task=task, seq_len=seq_len))
     emit(result, as_json, print_result)
 
 
