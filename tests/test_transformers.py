@@ -9,31 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_clean_error
-from text_fixtures import SENTENCES, sentences, write_tiny_bert
-
-SEQ_LEN = 32
-
-
-@pytest.fixture(scope="session")
-def tiny_bert(tmp_path_factory):
-    return write_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
-
-
-def _convert(tiny_bert, out, mode, **kw):
-    from tfedge.convert import ConvertRequest, convert
-    from tfedge.sources import LoadOptions
-
-    load = LoadOptions(task=kw.pop("task", None), seq_len=SEQ_LEN, num_labels=kw.pop("num_labels", None))
-    return convert(ConvertRequest(source=f"hf:{tiny_bert}", output=out, mode=mode, calib=str(SENTENCES),
-                                  calib_count=kw.pop("calib_count", 24), verify_count=12, load=load,
-                                  show_progress=False, **kw))
-
-
-@pytest.fixture(scope="session")
-def tiny_dynamic(tiny_bert, tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny_dynamic") / "tiny.tflite"
-    _convert(tiny_bert, out, "dynamic")
-    return out
+from text_fixtures import SENTENCES, SEQ_LEN, convert_tiny, sentences, tiny_bert, tiny_dynamic  # noqa: F401
 
 
 def test_source_matches_sentence_transformers_head(tiny_bert):
@@ -92,7 +68,7 @@ def test_length_adaptive_equals_fixed_length(tiny_dynamic):
 
 def test_sequence_classification_head(tiny_bert, tmp_path):
     out = tmp_path / "classifier.tflite"
-    result = _convert(tiny_bert, out, "float32", task="sequence-classification", num_labels=3)
+    result = convert_tiny(tiny_bert, out, "float32", task="sequence-classification", num_labels=3)
     assert any("random weights" in note for note in result["notes"])
     manifest = json.loads(out.with_suffix(".json").read_text())
     assert manifest["task"] == "sequence-classification" and manifest["text"]["pooling"] is None
@@ -103,7 +79,7 @@ def test_sequence_classification_head(tiny_bert, tmp_path):
 def test_selective_int8_searches_when_full_int8_misses(tiny_bert, tmp_path):
     # The tiny random BERT survives full int8 (no outlier channels), so an exacting budget forces the search.
     out = tmp_path / "selective.tflite"
-    result = _convert(tiny_bert, out, "selective-int8", budgets={"min_cosine": 0.99999})
+    result = convert_tiny(tiny_bert, out, "selective-int8", budgets={"min_cosine": 0.99999})
     plan = result["search"]["selective"]
     assert plan["sensitivity"] and plan["float_ops"], plan
     ranked = [row["cosine_min"] for row in plan["sensitivity"]]
@@ -117,7 +93,7 @@ def test_selective_int8_searches_when_full_int8_misses(tiny_bert, tmp_path):
 
 def test_auto_picks_fastest_within_budget(tiny_bert, tmp_path):
     out = tmp_path / "auto.tflite"
-    result = _convert(tiny_bert, out, "auto", budgets={"min_cosine": 0.99})
+    result = convert_tiny(tiny_bert, out, "auto", budgets={"min_cosine": 0.99})
     report = result["search"]["auto"]
     names = [row["mode"] for row in report["candidates"]]
     assert names == ["float16", "dynamic", "int8", "selective-int8", "int16x8"]

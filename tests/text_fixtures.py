@@ -8,8 +8,11 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = ROOT / "models" / "text" / "sentences.txt"
+SEQ_LEN = 32
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
@@ -35,3 +38,27 @@ def write_tiny_bert(root: Path, seq_len: int = 64) -> Path:
     (root / "1_Pooling").mkdir()
     (root / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory):
+    return write_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+def convert_tiny(tiny_bert, out, mode, **kw):
+    from tfedge.convert import ConvertRequest, convert
+    from tfedge.sources import LoadOptions
+
+    load = LoadOptions(task=kw.pop("task", None), seq_len=SEQ_LEN, num_labels=kw.pop("num_labels", None))
+    return convert(ConvertRequest(source=f"hf:{tiny_bert}", output=out, mode=mode, calib=str(SENTENCES),
+                                  calib_count=kw.pop("calib_count", 24), verify_count=12, load=load,
+                                  show_progress=False, **kw))
+
+
+@pytest.fixture(scope="session")
+def tiny_dynamic(tiny_bert, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny_dynamic") / "tiny.tflite"
+    convert_tiny(tiny_bert, out, "dynamic")
+    return out
+
+

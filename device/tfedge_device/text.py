@@ -35,8 +35,9 @@ class TextEncoder:
         path = Path(path)
         if not path.is_file():
             raise BadInput(f"tokenizer file not found: {path}", hint="it is written beside the model by tfedge convert")
+        tokenizers = _tokenizers()
         try:
-            self.tokenizer = _tokenizers().Tokenizer.from_file(str(path))
+            self.tokenizer = tokenizers.Tokenizer.from_file(str(path))
         except Exception as err:  # tokenizers raises a bare Exception for a broken file
             raise BadInput(f"cannot read tokenizer {path.name}: {' '.join(str(err).split())[:200]}") from None
         self.seq_len = int(seq_len)
