@@ -71,9 +71,10 @@ def _measure_static(row: Row, variant) -> None:
         row.set("size_mb", info["size_bytes"] / 1e6)
         row.details["min_runtime_version"] = info.get("min_runtime_version")
         return
-    model = getattr(variant.model, "model", None)
-    count = getattr(model, "count_params", None)
-    row.set("params", int(count()) if count else None, "the source is not a Keras model")
+    # Keras sources hold `.model`; hf: sources a keras-hub `.backbone` (+ an optional Keras `.head`)
+    parts = [getattr(variant.model, name, None) for name in ("model", "backbone", "head")]
+    counted = [part.count_params() for part in parts if hasattr(part, "count_params")]
+    row.set("params", int(sum(counted)) if counted else None, "the source is not a Keras model")
     row.set("gflops", None, "FLOPs are counted on the TFLite graph: see the float32 variant")
     if variant.path is not None and variant.path.exists():
         size = sum(p.stat().st_size for p in variant.path.rglob("*") if p.is_file()) if variant.path.is_dir() \
