@@ -42,8 +42,11 @@ def _check_fixed_batch(source) -> None:
 
 
 def _refusal(report: dict) -> dict | None:
-    """The first op the converter left without an integer kernel (on a float/int32 activation), if any."""
-    return next((op for op in report["ops"] if op["status"] in rules.NO_INTEGER_KERNEL), None)
+    """The first op the converter left without an integer kernel (on a float/int32 activation), if any.
+
+    The converter wraps such an op in DEQUANTIZE ... QUANTIZE: name the op itself, not its wrappers."""
+    bad = [op for op in report["ops"] if op["status"] in rules.NO_INTEGER_KERNEL]
+    return next((op for op in bad if op["op"] not in ("QUANTIZE", "DEQUANTIZE")), bad[0] if bad else None)
 
 
 def compact(report: dict) -> dict:
