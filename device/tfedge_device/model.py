@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BadInput, EnvironmentMissing
+from .guard import TFLITE_MAGIC, check_structure, probe  # noqa: F401 - TFLITE_MAGIC re-exported
 from .quiet import quiet_native
 from .runtime import EDGETPU_INSTALL_HINT, Runtime, get_runtime, load_edgetpu_delegate
 
 EDGETPU_CUSTOM_OP = b"edgetpu-custom-op"
-TFLITE_MAGIC = b"TFL3"  # flatbuffer file identifier at bytes 4..8
+# What the runtime's Python layer raises on a damaged model it did not crash on (names it cannot decode...).
+_LOAD_ERRORS = (ValueError, RuntimeError, UnicodeDecodeError, TypeError, IndexError, KeyError)
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,8 @@ def dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
 
 
 def read_model_bytes(path: str | os.PathLike) -> bytes:
-    """Read a .tflite file, refusing what is plainly not one before the native runtime sees it."""
+    """Read a .tflite file, refusing what is not one or is damaged before the native runtime sees it
+    (guard.check_structure: identifier, offsets, indices and sizes)."""
     path = Path(path)
     if path.is_dir():
         raise BadInput(f"model path is a directory, not a .tflite file: {path}")
@@ -86,10 +89,7 @@ def read_model_bytes(path: str | os.PathLike) -> bytes:
         data = path.read_bytes()
     except FileNotFoundError:
         raise BadInput(f"model file not found: {path}") from None
-    if len(data) < 8:
-        raise BadInput(f"not a TFLite model (file is {len(data)} bytes): {path}")
-    if data[4:8] != TFLITE_MAGIC:
-        raise BadInput(f"not a TFLite model (no TFL3 identifier): {path}")
+    check_structure(data, str(path))
     return data
 
 
@@ -118,10 +118,16 @@ class Model:
                 f"{self.path.name} is compiled for the Edge TPU and needs its delegate",
                 hint="run with --edgetpu on a machine with a Coral and libedgetpu, or use the CPU variant",
             )
+        if not edgetpu:  # an Edge TPU model is structure-checked only: a probe would contend for the TPU
+            probe(self.model_bytes, self.runtime, self.path.name)
         delegates = [load_edgetpu_delegate(self.runtime)] if edgetpu else None
         self._interpreter = self._make_interpreter(threads, delegates)
-        self.inputs = [TensorSpec.from_detail(d) for d in self._interpreter.get_input_details()]
-        self.outputs = [TensorSpec.from_detail(d) for d in self._interpreter.get_output_details()]
+        try:
+            self.inputs = [TensorSpec.from_detail(d) for d in self._interpreter.get_input_details()]
+            self.outputs = [TensorSpec.from_detail(d) for d in self._interpreter.get_output_details()]
+        except _LOAD_ERRORS as err:
+            raise BadInput(f"the runtime cannot read the tensors of {self.path.name}: {type(err).__name__}",
+                           hint="the file is damaged; copy or convert it again") from None
 
     def _make_interpreter(self, threads, delegates):
         try:
@@ -130,8 +136,8 @@ class Model:
                     model_content=self.model_bytes, num_threads=threads, experimental_delegates=delegates
                 )
                 interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as err:
-            detail = " ".join(str(err).split())[:300]
+        except _LOAD_ERRORS as err:
+            detail = " ".join(str(err).split())[:300] or type(err).__name__
             if "edgetpu-custom-op" in detail:
                 raise EnvironmentMissing(
                     f"{self.path.name} needs the Edge TPU delegate", hint=EDGETPU_INSTALL_HINT
