@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tfedge_device import __version__ as device_version
 from tfedge_device.fileio import atomic_path, write_bytes
+from tfedge_device.guard import trust
 from tfedge_device.labels import check_labels, read_labels
 from tfedge_device.manifest import manifest_path, write_manifest
 from tfedge_device.model import Model
@@ -66,10 +67,12 @@ def run_converter(converter, model_name: str, context: ConvertContext | None = N
         with quiet_native(captured) as terminal:
             if context is not None:
                 context.terminal = terminal  # calibration progress stays visible
-            return converter.convert()
+            model_bytes = converter.convert()
     except (ConverterError, ValueError, RuntimeError, TypeError) as err:
         reason = _first_error_line(str(err)) or _first_error_line("".join(captured)) or type(err).__name__
         raise BadInput(f"the TFLite converter cannot convert {model_name}: {reason}") from None
+    trust(model_bytes)  # made by the converter in this process: loaded without the crash probe
+    return model_bytes
 
 
 def _first_error_line(text: str) -> str:
