@@ -35,7 +35,11 @@ def parse_threads(text: str | None) -> list[int | None]:
 @json_option
 @quiet_option
 def bench(models, threads_text, runs, warmup, as_json, quiet):
-    """Measure the latency of MODELS (.tflite) after warm-up: first, avg, std, min, max, p50/p90/p99."""
+    """Latency of MODELS on the device runtime, benchmark_model style.
+
+    Per model and thread count: Init, first inference, warm-up, then timed runs (count, first, min, max,
+    avg, std, p50/p90/p99) and approximate peak memory.
+    """
     from tfedge_device.bench import benchmark
 
     threads = parse_threads(threads_text)

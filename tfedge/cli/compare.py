@@ -31,7 +31,10 @@ log = logging.getLogger(__name__)
 @json_option
 @quiet_option
 def compare(variants, data, report, runs, warmup, preprocess, limit, threads, weights, task, seq_len, as_json, quiet):
-    """Compare VARIANTS (.tflite files and/or the source model) on the device runtime."""
+    """Params, GFLOPs, size, latency, speed-up and accuracy of VARIANTS.
+
+    VARIANTS: .tflite files and/or the source model; measured on the device runtime.
+    """
     from ..compare import compare as run
     from ..report import report_paths, to_markdown, write_reports
     from ..sources import LoadOptions

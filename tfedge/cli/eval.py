@@ -27,7 +27,11 @@ def percent(value) -> str:
 @click.option("--seq-len", type=click.IntRange(2), help="hf: sources: sequence length (as converted).")
 @json_option
 def evaluate(model, data, reference, preprocess, limit, threads, weights, task, seq_len, as_json):
-    """Measure MODEL's accuracy on DATA (MODEL: a .tflite file or a SOURCE such as model.keras)."""
+    """Accuracy of MODEL on DATA: top-1/top-5 or cosine.
+
+    MODEL: a .tflite file, or a SOURCE (model.keras, SavedModel dir, keras-app:NAME, hf:DIR)
+    run in TensorFlow.
+    """
     from ..evaluate import evaluate as run
     from ..sources import LoadOptions
 

@@ -16,7 +16,10 @@ from .options import emit, json_option, table
 @click.option("--name", default="g_model", show_default=True, help="The array's C name.")
 @json_option
 def export_c(model, output, name, as_json):
-    """Write MODEL.tflite as a 16-byte aligned C array (+ length constant and header) for TFLite Micro."""
+    """MODEL.tflite as a C array for TFLite Micro.
+
+    Writes OUTPUT with a 16-byte aligned array and its length constant, and a header beside it.
+    """
     from ..export_c import export_c as run
 
     result = run(model, output, name)
