@@ -7,40 +7,19 @@ tfedge recognises compiled models by that custom op). It exercises variant selec
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CliResult, assert_clean_error
-
-VERIFY_SHIM = """
-import argparse, sys
-from tfedge_device.commands import verify
-from tfedge_device.errors import report
-parser = argparse.ArgumentParser(prog="tfedge-run verify")
-verify.add_arguments(parser)
-args = parser.parse_args(sys.argv[1:])
-try:
-    code = verify.run(args)
-except Exception as err:
-    code = report(err, "tfedge-run")
-sys.exit(code)
-"""
+from conftest import assert_clean_error
 
 
 @pytest.fixture
 def verify(tfedge_run):
-    """`tfedge-run verify ...` (through the command module directly until tfedge_device.cli exists)."""
-    if importlib.util.find_spec("tfedge_device.cli") is not None:
-        return lambda *args: tfedge_run("verify", *args)
-    return lambda *args: CliResult(subprocess.run([sys.executable, "-c", VERIFY_SHIM, *map(str, args)],
-                                                  check=False, capture_output=True, text=True, timeout=120))
+    return lambda *args: tfedge_run("verify", *args)
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +236,19 @@ def test_files_the_manifest_names_travel_with_the_model(tfedge, digits_int8, tmp
     assert (out / "tokenizer.json").read_text() == (tmp_path / "tokenizer.json").read_text()
     assert not (out / "unrelated.txt").exists()
     assert "tokenizer.json" in (out / "SHA256SUMS").read_text()
+
+
+def test_every_tfedge_run_command_takes_a_bundle(tfedge_run, bundled, digits_dir, tmp_path):
+    image = digits_dir / "images" / "digit_3.png"
+    classified = tfedge_run("classify", bundled, "--input", image)
+    assert classified.returncode == 0, classified
+    assert "3: 0.9" in classified.stdout
+    assert "bundle digits: running the cpu variant" in classified.stderr  # it says which variant
+    info = tfedge_run("info", bundled, "--json")
+    assert info.returncode == 0, info
+    assert json.loads(info.stdout)["model"]["loaded"]
+    assert tfedge_run("bench", bundled, "--runs", "5", "--warmup", "1").returncode == 0
+    damaged = tmp_path / "digits.tfedge"
+    shutil.copytree(bundled, damaged)
+    (damaged / "labels.txt").write_text("x\n")
+    assert_clean_error(tfedge_run("classify", damaged, "--input", image), 2, "checksum of labels.txt")

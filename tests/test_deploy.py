@@ -7,12 +7,10 @@ and tfedge-run is this checkout's (.venv) unless a test installs the device pack
 from __future__ import annotations
 
 import getpass
-import importlib.util
 import json
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,20 +113,9 @@ def stop_sshd(process) -> None:
 # ---------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
-def device_venv(tmp_path_factory) -> Path:
-    """The device's venv: this checkout's .venv (its tfedge-run). Until tfedge_device.cli exists, a stand-in
-    whose bin/tfedge-run runs the verify command module the same way the registry will."""
-    if importlib.util.find_spec("tfedge_device.cli") is not None:
-        return VENV_BIN.parent
-    from test_bundle import VERIFY_SHIM
-
-    venv = tmp_path_factory.mktemp("device_venv")
-    (venv / "bin").mkdir()
-    (venv / "verify_shim.py").write_text(VERIFY_SHIM)
-    script = venv / "bin" / "tfedge-run"
-    script.write_text(f'#!/bin/sh\n[ "$1" = verify ] || exit 3\nshift\nexec {sys.executable} {venv}/verify_shim.py "$@"\n')
-    script.chmod(0o755)
-    return venv
+def device_venv() -> Path:
+    """The device's venv: this checkout's .venv and its tfedge-run."""
+    return VENV_BIN.parent
 
 
 @pytest.fixture(scope="module")
@@ -352,23 +339,17 @@ def test_install_builds_the_device_package_into_a_venv_there(tfedge, ssh_server,
     venv = tmp_path / "device-venv"
     args = ("deploy", digits_bundle, ssh_server.target(tmp_path / "models"), *ssh_server.options(),
             "--venv", venv, "--install", "--json")
-    verify = () if importlib.util.find_spec("tfedge_device.cli") is not None else ("--no-verify",)
-    first = tfedge(*args, *verify, timeout=600)
-    result = deployed_json(first)
+    result = deployed_json(tfedge(*args, timeout=600))
     assert result["install"]["installed"] and result["install"]["tfedge_run"] == str(venv / "bin" / "tfedge-run")
-    assert result["verified"] == (not verify)
+    assert result["verified"]  # by the tfedge-run just installed
     check = subprocess.run([venv / "bin" / "python", "-c", ("import tfedge_device.bundle, ai_edge_litert, sys; "
                             "sys.exit('tensorflow' in sys.modules)")], capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stderr
-    again = deployed_json(tfedge(*args, *verify, timeout=600))
+    again = deployed_json(tfedge(*args, timeout=600))
     assert not again["install"]["installed"] and again["transfer"]["unchanged"]
 
 
 def test_run_streams_one_inference_from_the_device(deploy, digits_bundle, digits_dir, tmp_path):
-    from tfedge_device import commands
-
-    if not (Path(commands.__file__).parent / "classify.py").is_file():
-        pytest.skip("tfedge-run classify does not exist yet")
     result = deploy(digits_bundle, tmp_path / "models", "--run", digits_dir / "images" / "digit_3.png")
     assert result.returncode == 0, result
     assert "3" in result.stdout and "verify" in result.stdout

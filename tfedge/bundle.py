@@ -56,33 +56,13 @@ class BundleRequest:
 def op_facts(model_path: Path) -> dict:
     """The operators (name, version) a model uses and its converter-recorded min_runtime_version."""
     from .compat import required_release
+    from .graph import read_graph
 
-    ops, metadata_min = read_ops(model_path)
+    graph = read_graph(model_path)
+    ops, metadata_min = [(op.name, op.version) for op in graph.ops], graph.min_runtime_version
     needs = required_release(ops, metadata_min)
     return {"ops": [f"{op} v{version}" for op, version in sorted(set(ops))],
             "min_runtime_version": metadata_min, "min_release": needs["min_release"]}
-
-
-def read_ops(model_path: Path) -> tuple[list[tuple[str, int]], str | None]:
-    """[(op name, version)] from the flatbuffer's operator codes, and the min_runtime_version metadata."""
-    import tflite
-
-    buffer = read_model_bytes(model_path)
-    model = tflite.Model.GetRootAsModel(buffer, 0)
-    names = {value: name for name, value in vars(tflite.BuiltinOperator).items() if not name.startswith("_")}
-    ops = []
-    for i in range(model.OperatorCodesLength()):
-        code = model.OperatorCodes(i)
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())  # schema v3a: the larger is right
-        name = code.CustomCode().decode() if code.CustomCode() else names.get(builtin, f"BUILTIN_{builtin}")
-        ops.append((name, code.Version()))
-    metadata_min = None
-    for i in range(model.MetadataLength()):
-        entry = model.Metadata(i)
-        if entry.Name() == b"min_runtime_version":
-            raw = model.Buffers(entry.Buffer()).DataAsNumpy()
-            metadata_min = bytes(raw).split(b"\0")[0].decode() if not isinstance(raw, int) else None
-    return ops, metadata_min
 
 
 def classify_models(paths: list[Path]) -> dict[str, Path]:

@@ -320,3 +320,17 @@ def compare_sample(outputs, expected, specs, variant: str) -> dict:
             worst["ok"] = False
     worst["rule"] = f"{rule['steps']} output step(s) if quantized, else {rule['atol']:g}; + {rule['rtol']:g}*|expected|"
     return worst
+
+
+def resolve_model_args(args, edgetpu_allowed: bool = True) -> None:
+    """For device commands taking MODEL: when `args.model` is a bundle, check it and put the chosen variant's
+    model file in `args.model` and the delegate choice in `args.edgetpu` (an explicit --edgetpu forces the
+    Edge TPU variant), saying which on stderr. A plain .tflite passes through untouched."""
+    if not is_bundle(args.model):
+        return
+    wanted = True if getattr(args, "edgetpu", False) else (None if edgetpu_allowed else False)
+    opened = open_model_path(args.model, wanted)
+    log.warning("%s", opened.note)
+    args.model = str(opened.model_path)
+    if hasattr(args, "edgetpu"):
+        args.edgetpu = opened.edgetpu

@@ -32,7 +32,9 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ..bench import benchmark, format_result
+    from ..bundle import resolve_model_args
 
+    resolve_model_args(args)  # a bundle -> its checked model variant
     result = {"model": args.model, "threads": args.threads,
               **benchmark(args.model, runs=args.runs, warmup=args.warmup, threads=args.threads,
                           edgetpu=args.edgetpu)}

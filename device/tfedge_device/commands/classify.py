@@ -79,7 +79,10 @@ def print_summary(summary: dict, edgetpu: bool) -> None:
 
 
 def run(args) -> int:
+    from ..bundle import resolve_model_args
     from ..classify import Classifier
+
+    resolve_model_args(args)  # a bundle -> its checked model variant
     from ..errors import BadInput
     from ..preprocess import list_images
 

@@ -60,6 +60,9 @@ def embed(model_path, texts: list[str], threads: int | None = None, adaptive: bo
 
 
 def run(args) -> int:
+    from ..bundle import resolve_model_args
+
+    resolve_model_args(args, edgetpu_allowed=False)  # a bundle -> its checked CPU model
     result = embed(args.model, read_texts(args), args.threads, adaptive=not args.fixed)
     if args.as_json:
         print(json.dumps(result))

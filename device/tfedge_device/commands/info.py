@@ -104,6 +104,9 @@ def print_info(info: dict) -> None:
 
 
 def run(args) -> int:
+    from ..bundle import resolve_model_args
+
+    resolve_model_args(args)  # a bundle -> its checked model variant
     info = model_info(args.model, args.edgetpu)
     if args.as_json:
         print(json.dumps(info))
