@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import BadInput, EnvironmentMissing
+from .safe_loading import UNSAFE_HINT, refuse_code_layers
 from .tfrt import quiet_native, tensorflow
 
 
@@ -166,6 +167,7 @@ def _looks_like_classifier(model) -> bool:
 
 
 def load_keras3(path: Path, options: LoadOptions) -> SourceModel:
+    refuse_code_layers(path, options.unsafe)  # read as data before Keras sees the file
     tensorflow()
     import keras
 
@@ -177,7 +179,7 @@ def load_keras3(path: Path, options: LoadOptions) -> SourceModel:
         if "safe_mode" in text or "Lambda" in text:
             raise BadInput(
                 f"{path.name} contains a Lambda layer (arbitrary Python code); refused in safe mode",
-                hint="pass --unsafe only if you trust where the file comes from",
+                hint=UNSAFE_HINT,
             ) from None
         raise BadInput(f"cannot load Keras model {path.name}: {text[:300]}") from None
     except (OSError, KeyError, TypeError, EOFError) as err:
@@ -186,6 +188,7 @@ def load_keras3(path: Path, options: LoadOptions) -> SourceModel:
 
 
 def load_tf_keras(path: Path, options: LoadOptions) -> SourceModel:
+    refuse_code_layers(path, options.unsafe)  # tf_keras loads .h5 Lambda layers even in safe_mode
     tensorflow()
     try:
         import tf_keras
@@ -227,6 +230,8 @@ class SavedModelSource(SourceModel):
 
 
 def load_saved_model(path: Path, options: LoadOptions) -> SourceModel:
+    """Loading a SavedModel runs its graph's restore ops: only load SavedModels you trust
+    (docs/reliability.md); there is no safe mode for them."""
     if not any((path / name).exists() for name in ("saved_model.pb", "saved_model.pbtxt")):
         raise BadInput(f"{path} is a directory but not a SavedModel (no saved_model.pb)")
     tf = tensorflow()
