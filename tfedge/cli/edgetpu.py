@@ -65,7 +65,7 @@ def print_report(r: dict) -> None:
                               if predicted else f"edgetpu_compiler {r.get('compiler_version') or ''}".rstrip()))
     rows = []
     for op in r["ops"]:
-        why = "; ".join(op["reasons"] + [f"caveat: {c}" for c in op["caveats"]])
+        why = "; ".join(op["reasons"]) or ("see caveat below" if op["caveats"] else "")
         rows.append((op["index"] if predicted else "", op["op"], op["count"], "TPU" if op["on_tpu"] else "CPU",
                      op["status"], why))
     echo(table(rows, ("#", "operator", "count", "on", "status", "why")))
@@ -84,6 +84,9 @@ def print_report(r: dict) -> None:
         echo(f"first CPU op: {where}{first['op']}: {first['status']}")
     for note in r.get("notes", []):
         echo(f"note: {note}")
+    for caveat in r.get("caveats", []):
+        ops = sorted({op["op"] for op in r["ops"] if caveat in op["caveats"]})
+        echo(f"caveat ({', '.join(ops)}): {caveat}")
     if "agrees_with_prediction" in r:
         p = r["prediction"]
         echo(f"pre-check predicted {p['ops_on_tpu']} of {p['ops_total']} ops on the TPU: "

@@ -239,6 +239,7 @@ def partition(verdicts: list) -> list:
             if state == "after":
                 verdict.reasons.append(f"runs on the CPU: the Edge TPU subgraph ended earlier [{rules.SPLIT}]")
                 verdict.status = rules.MORE_THAN_ONE_SUBGRAPH
+                verdict.caveats = []  # "may not map" no longer matters: it runs on the CPU anyway
             else:
                 state = "in"
         elif state == "in":

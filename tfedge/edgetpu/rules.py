@@ -78,7 +78,7 @@ CONSTRAINTS = {
 }
 
 RESIZE_CAVEAT = ("depending on input/output size the compiler may leave this op on the CPU to avoid loss of "
-                 "precision (OPS); only the compiler can tell")
+                 f"precision; only the compiler can tell [{OPS}]")
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ OP_RULES = {
     "RELU": OpRule(),
     "RELU6": OpRule(),
     "RELU_N1_TO_1": OpRule(),
-    "RESHAPE": OpRule(caveat="certain reshapes of large tensors may not be mapped (OPS)"),
+    "RESHAPE": OpRule(caveat=f"certain reshapes of large tensors may not be mapped [{OPS}]"),
     "RESIZE_BILINEAR": OpRule(("io_3d",), caveat=RESIZE_CAVEAT),
     "RESIZE_NEAREST_NEIGHBOR": OpRule(("io_3d",), caveat=RESIZE_CAVEAT),
     "RSQRT": OpRule(),
