@@ -81,16 +81,15 @@ def print_summary(summary: dict, edgetpu: bool) -> None:
 def run(args) -> int:
     from ..bundle import resolve_model_args
     from ..classify import Classifier
-
-    resolve_model_args(args)  # a bundle -> its checked model variant
     from ..errors import BadInput
     from ..preprocess import list_images
 
+    resolve_model_args(args)  # a bundle -> its checked model variant
+    classifier = Classifier(args.model, threads=args.threads, edgetpu=args.edgetpu, labels=args.labels,
+                            preset=args.preset, resize=args.resize)
     images = list_images(args.input)
     if not images:
         raise BadInput(f"no images found in {' '.join(args.input)}")
-    classifier = Classifier(args.model, threads=args.threads, edgetpu=args.edgetpu, labels=args.labels,
-                            preset=args.preset, resize=args.resize)
     single = len(images) == 1 and not args.as_json
     results = []
     for path in images:
