@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import DIGITS, assert_clean_error
+from conftest import DIGITS
 from tfedge_device.model import Model
 
 
@@ -95,10 +95,11 @@ def test_distill_image_student_from_teacher(tfedge, digits_train, digits_dir, st
 
 
 def test_training_reproduces_with_the_fixed_seed(digits_train, digits_dir, tmp_path):
+    import tf_keras
+
     from tfedge.optimize.keras_bridge import load_trainable
     from tfedge.optimize.measure import count_params  # noqa: F401 - imported with the rest, as the CLI does
     from tfedge.optimize.train import FitOptions, fit, set_seed
-    import tf_keras
 
     weights = []
     for _ in range(2):

@@ -34,7 +34,7 @@ def tiny_teacher(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sentences(tmp_path_factory):
-    words = "the a cat dog bird runs sleeps sings fast slowly on under near table tree red blue small big".split()
+    words = ["the", "a", "cat", "dog", "bird", "runs", "sleeps", "sings", "fast", "slowly", "on", "under", "near", "table", "tree", "red", "blue", "small", "big"]
     rng = random.Random(0)
     path = tmp_path_factory.mktemp("text") / "sentences.txt"
     path.write_text("\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(3, 9))) for _ in range(80)))

@@ -13,9 +13,9 @@ import math
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from tfedge_device.fileio import atomic_path, sha256_file
 
@@ -201,6 +201,7 @@ def convert_output(model, request: OptimizeRequest, result: dict) -> dict:
                           "inputs": manifest["source"]["inputs"]}
     manifest["optimization"] = {k: result[k] for k in ("technique", "accuracy_before", "accuracy_after",
                                                        "params", result["technique"])}
-    manifest.pop("format", None), manifest.pop("model", None), manifest.pop("model_sha256", None)
+    for key in ("format", "model", "model_sha256"):  # write_manifest sets them again
+        manifest.pop(key, None)
     write_manifest(request.output, manifest)
     return {k: converted[k] for k in ("output", "manifest", "mode", "size_bytes", "verification")}

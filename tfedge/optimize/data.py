@@ -10,12 +10,11 @@ Without a separate validation set, a fixed fraction is held out (seeded, so ever
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-
 from tfedge_device.preprocess import IMAGE_SUFFIXES, ImageSpec, list_images, load_image
 
 from ..errors import BadInput
@@ -118,7 +117,7 @@ LOADERS: list[tuple[Callable[[Path], bool], Callable]] = [
 def holdout_indices(count: int, fraction: float, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation) indices: a seeded permutation, `fraction` held out (at least 1 of each)."""
     order = np.random.default_rng(seed).permutation(count)
-    held = min(max(1, int(round(count * fraction))), count - 1)
+    held = min(max(1, round(count * fraction)), count - 1)
     return np.sort(order[held:]), np.sort(order[:held])
 
 

@@ -9,7 +9,6 @@ switched to logits for training and back afterwards. Embedding models: see disti
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 
 from ..errors import BadInput
 from .common import OptimizeRequest, check_labels_fit, check_output, converted_figures, write_output
-from .train import FitOptions, fit, set_seed
+from .train import fit, set_seed
 
 
 @dataclass
@@ -136,7 +135,3 @@ def distill(request: OptimizeRequest, options: DistillOptions) -> dict:
     }
     result["output"] = write_output(model, request, data, result)
     return result
-
-
-def steps_per_epoch(count: int, batch_size: int) -> int:
-    return math.ceil(count / batch_size)

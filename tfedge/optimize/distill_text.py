@@ -16,7 +16,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from tfedge_device.fileio import atomic_path, write_bytes
 
 from ..errors import BadInput

@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from tfedge_device.model import Model
 
 from ..auto import median_latency_ms
