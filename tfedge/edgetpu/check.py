@@ -50,11 +50,6 @@ def _rank(t) -> int:
     return len(t.shape)
 
 
-def _xy_axes(rank: int) -> set:
-    """The y and x dimensions: the two before the innermost (channels) one, e.g. {1, 2} for NHWC."""
-    return {rank - 3, rank - 2} if rank >= 3 else set(range(max(rank - 1, 0)))
-
-
 def _axes(values, rank: int):
     return None if values is None else sorted({v % rank for v in values}) if rank else list(values)
 
@@ -118,21 +113,26 @@ def check_concat_constant_input(op, tensor):
     return None
 
 
-def check_reduce_xy_only(op, tensor):
-    rank = _rank(tensor(op.inputs[0]))
-    axes = _axes(tensor(op.inputs[1]).values, rank)
+def check_z_reduction(op, tensor):
+    shape = tensor(op.inputs[0]).shape
+    axes = _axes(tensor(op.inputs[1]).values, len(shape))
     if axes is None:
-        return "given by a non-constant tensor"
-    return str(axes) if not set(axes) <= _xy_axes(rank) else None
+        return None  # reported by not_batch_axis
+    return str(shape[-1]) if shape and len(shape) - 1 in axes and shape[-1] % 4 else None
 
 
-def check_pad_xy_only(op, tensor):
+def check_pad_not_batch(op, tensor):
     rank = _rank(tensor(op.inputs[0]))
     values = tensor(op.inputs[1]).values
     if values is None:
         return "given by a non-constant tensor"
     padded = [dim for dim in range(rank) if any(values[2 * dim: 2 * dim + 2])]
-    return str(padded) if not set(padded) <= _xy_axes(rank) else None
+    return str(padded) if rank >= 4 and 0 in padded else None
+
+
+def check_prelu_alpha(op, tensor):
+    shape = tensor(op.inputs[1]).shape
+    return str(list(shape)) if any(d > 1 for d in shape[:-1]) else None
 
 
 def check_not_batch_axis(op, tensor):
@@ -183,8 +183,9 @@ CHECKS = {
     "default_weights_format": check_default_weights_format,
     "one_dim_output": check_one_dim_output,
     "concat_constant_input": check_concat_constant_input,
-    "reduce_xy_only": check_reduce_xy_only,
-    "pad_xy_only": check_pad_xy_only,
+    "z_reduction_multiple_of_4": check_z_reduction,
+    "pad_not_batch": check_pad_not_batch,
+    "prelu_alpha_1d": check_prelu_alpha,
     "not_batch_axis": check_not_batch_axis,
     "io_3d": check_io_3d,
     "softmax_1d_16k": check_softmax,

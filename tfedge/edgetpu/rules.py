@@ -3,7 +3,9 @@
 Sources (cited per entry):
   REQS  = coral.ai/docs/edgetpu/models-intro, "Model requirements" (8-bit quantized tensors, sizes constant at
           compile time, parameters constant, 1-3 dimensional tensors: only the 3 innermost may exceed 1).
-  OPS   = coral.ai/docs/edgetpu/models-intro, "Supported operations" (operation name, known limitations).
+  OPS   = coral.ai/docs/edgetpu/models-intro, "Supported operations" (operation name, known limitations), the
+          current table (runtime 14+, compiler 16), as also reproduced on developer.axis.com's ARTPEC-7 (an
+          Edge TPU) "supported ops" page. Older tables limited Mean and Pad to the x/y dimensions.
   SPLIT = same page, "Compiling": the compiler partitions the graph once; at the first unsupported op the
           Edge TPU subgraph ends and that op and everything after it run on the CPU, even supported ops.
   LOG   = the Edge TPU Compiler's operation table (coral.ai/docs/edgetpu/compiler; the statuses below are
@@ -66,9 +68,12 @@ CONSTRAINTS = {
                                  OPS),
     "concat_constant_input": Constraint(UNSPECIFIED, "{detail} (a constant input is allowed only with exactly "
                                         "2 inputs, as zero padding)", OPS),
-    "reduce_xy_only": Constraint(UNSPECIFIED, "reduces over axes {detail} (x and/or y dimensions only)", OPS),
-    "pad_xy_only": Constraint(UNSPECIFIED, "pads dimensions {detail} (x and/or y dimensions only)", OPS),
+    "z_reduction_multiple_of_4": Constraint(UNSPECIFIED, "reduces over the z (channel) dimension of size "
+                                            "{detail} (must be a multiple of 4)", OPS),
+    "pad_not_batch": Constraint(UNSPECIFIED, "pads dimensions {detail} (no padding in the batch dimension)", OPS),
     "not_batch_axis": Constraint(UNSPECIFIED, "works along axis {detail}, the batch dimension", OPS),
+    "prelu_alpha_1d": Constraint(UNSPECIFIED, "alpha shape {detail} (alpha must be 1-dimensional: for Keras PReLU "
+                                 "on 4-D input use shared_axes=[1, 2])", OPS),
     "io_3d": Constraint(UNSUPPORTED_RANK, "tensor shape {detail} (input/output must be 3-dimensional)", OPS),
     "softmax_1d_16k": Constraint(UNSPECIFIED, "input shape {detail} (1-D input of at most 16,000 elements "
                                  "only)", OPS),
@@ -101,12 +106,12 @@ OP_RULES = {
     "LOGISTIC": OpRule(),
     "MAXIMUM": OpRule(),
     "MAX_POOL_2D": OpRule(("no_fused_activation",)),
-    "MEAN": OpRule(("reduce_xy_only",)),
+    "MEAN": OpRule(("not_batch_axis", "z_reduction_multiple_of_4")),
     "MINIMUM": OpRule(),
     "MUL": OpRule(),
     "PACK": OpRule(("not_batch_axis",)),
-    "PAD": OpRule(("pad_xy_only",)),
-    "PRELU": OpRule(),
+    "PAD": OpRule(("pad_not_batch",)),
+    "PRELU": OpRule(("prelu_alpha_1d",)),
     "QUANTIZE": OpRule(("integer_quantize",)),
     "REDUCE_MAX": OpRule(("not_batch_axis",)),
     "REDUCE_MIN": OpRule(("not_batch_axis",)),
