@@ -43,18 +43,33 @@ class Variant:
             self.kind = "tflite"
             self.model = Model(spec, threads=threads)
             self.manifest = read_manifest(spec)
+            # the allocated shapes (a dynamic dimension, -1 in the signature, has its default size here);
             # quantized inputs take real values (Model quantizes them): float32 in the real domain
-            self.inputs = [(s.name, tuple(1 if d < 0 else d for d in s.shape),
-                            np.dtype(np.float32) if s.quantized else s.dtype) for s in self.model.inputs]
+            details = self.model.interpreter.get_input_details()
+            current = [tuple(int(d) for d in detail["shape"]) for detail in details]
+            self.inputs = [(s.name, shape, np.dtype(np.float32) if s.quantized else s.dtype)
+                           for s, shape in zip(self.model.inputs, current)]
+            self.dynamic = [tuple(d < 0 for d in s.shape) for s in self.model.inputs]
         else:
             from .sources import load_source
 
             self.kind = "source"
             self.model = load_source(spec, load_options)
             self.inputs = [(s.name, s.shape, np.dtype(s.dtype)) for s in self.model.inputs]
+            self.dynamic = [(False,) * len(s.shape) for s in self.model.inputs]
+
+    def fits(self, position: int, shape: tuple) -> bool:
+        """Does a per-sample array of `shape` fit input `position` (dynamic dimensions take any size)?"""
+        expected = self.inputs[position][1][1:]
+        dynamic = self.dynamic[position][1:]
+        return len(shape) == len(expected) and all(d or a == e for a, e, d in zip(shape, expected, dynamic))
 
     def predict(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         if self.kind == "tflite":
+            shapes = [tuple(a.shape) for a in arrays]
+            if shapes != [shape for _, shape, _ in self.inputs]:  # a dynamic dimension of another size
+                self.model.resize_inputs(shapes)
+                self.inputs = [(name, shape, dtype) for (name, _, dtype), shape in zip(self.inputs, shapes)]
             return self.model.predict(*arrays)
         return self.model.predict(arrays)
 
@@ -151,8 +166,8 @@ def _from_npz(path: Path, variant: Variant, limit: int | None) -> EvalData:
         labels = archive["y"] if "y" in archive.files else None
         reference = archive["reference"] if "reference" in archive.files else None
     count = len(arrays[0])
-    for array, (name, shape, dtype) in zip(arrays, variant.inputs):
-        if tuple(array.shape[1:]) != tuple(shape[1:]) or array.dtype.kind not in "fiub":
+    for position, (array, (name, shape, dtype)) in enumerate(zip(arrays, variant.inputs)):
+        if not variant.fits(position, tuple(array.shape[1:])) or array.dtype.kind not in "fiub":
             raise BadInput(f"{path.name}: array of shape {list(array.shape)} ({array.dtype}) does not fit input "
                            f"{name!r} of shape {list(shape)}")
         if len(array) != count:
@@ -224,7 +239,7 @@ def check_fits(reference: Variant, variant: Variant) -> None:
     """The reference must take the same per-sample input shapes as the evaluated variant."""
     ours = [tuple(shape[1:]) for _, shape, _ in variant.inputs]
     theirs = [tuple(shape[1:]) for _, shape, _ in reference.inputs]
-    if ours != theirs:
+    if len(ours) != len(theirs) or not all(reference.fits(i, shape) for i, shape in enumerate(ours)):
         raise BadInput(f"reference {reference.name} takes inputs {theirs}, {variant.name} takes {ours}",
                        hint="build the source with the same shapes (e.g. --seq-len for hf: sources)")
 
