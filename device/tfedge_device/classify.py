@@ -118,7 +118,7 @@ def resolve_spec(model: Model, manifest: dict | None, preset: str | None = None,
         spec, origin = ImageSpec.from_shape(shape, derived), f"input tensor ({why})"
     if (spec.height, spec.width, spec.channels) != tuple(int(d) for d in shape[1:]):
         raise BadInput(f"manifest preprocessing {spec.height}x{spec.width}x{spec.channels} does not match the "
-                       f"input shape {list(shape)}")
+                       f"input shape {[int(d) for d in shape]}")
     overrides = {key: value for key, value in (("preset", preset), ("resize", resize)) if value}
     if overrides:
         spec = ImageSpec.from_dict({**spec.to_dict(), **overrides})
