@@ -42,3 +42,24 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert result["strategy"] == {"name": "mirrored", "replicas": 2}
     assert abs(result["sparsity"] - 0.5) < 0.01
     assert (tmp_path / "pruned.h5").exists()
+
+
+def test_multiworker_strategy_with_a_one_worker_cluster(tfedge, tmp_path):
+    """MultiWorkerMirroredStrategy from TF_CONFIG (one worker on 127.0.0.1): the chief trains and writes OUT."""
+    import socket
+
+    import numpy as np
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with np.load(DIGITS / "test.npz") as data:
+        np.savez(tmp_path / "train.npz", x=data["x"][:128], y=data["y"][:128])
+    tf_config = json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}"]}, "task": {"type": "worker", "index": 0}})
+    result = tfedge("prune", DIGITS / "digits.keras", "--data", tmp_path / "train.npz", "--strategy", "multiworker",
+                    "--epochs", "1", "--sparsity", "0.5", "-o", tmp_path / "pruned.h5", "--json",
+                    env={"TF_CONFIG": tf_config}, timeout=300)
+    assert result.returncode == 0, result
+    figures = json.loads(result.stdout)
+    assert figures["strategy"] == {"name": "multiworker", "replicas": 1}
+    assert (tmp_path / "pruned.h5").exists()
