@@ -16,6 +16,7 @@ import json
 import numpy as np
 import pytest
 from conftest import assert_clean_error
+from test_graph import custom_op_model  # noqa: F401  (fixture: a test double of a compiled model)
 
 from tfedge.edgetpu import rules
 from tfedge.edgetpu.check import check, check_graph
@@ -144,6 +145,14 @@ def test_float_model_is_unsupported_data_type(digits_float):
     assert report["tpu_subgraphs"] == 0 and report["ops_on_tpu"] == 0
     assert {op["status"] for op in report["ops"]} == {rules.UNSUPPORTED_DTYPE}
     assert "float32" in report["ops"][0]["reasons"][0]
+
+
+def test_check_on_a_compiled_model_says_so(custom_op_model):  # noqa: F811
+    report = check(custom_op_model)
+    assert report["compiled"] is True and report["fully_mapped"]
+    assert report["ops"][0]["op"] == rules.EDGETPU_CUSTOM_OP
+    assert any("already compiled" in note for note in report["notes"])
+    assert report["share_macs_on_tpu"] is None  # the custom op hides its MACs
 
 
 # -- the CLI ---------------------------------------------------------------------------------------------------

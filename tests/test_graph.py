@@ -36,6 +36,34 @@ def matmul_model(session_dir):
     return out
 
 
+@pytest.fixture(scope="session")
+def custom_op_model(session_dir, digits_int8):
+    """TEST DOUBLE of an Edge TPU compiled model: the int8 digits model with its ops replaced by ONE custom op
+    named `edgetpu-custom-op` (built with TFLite's flatbuffer_utils). Not a compilation; it cannot run."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(digits_int8))
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    code.customCode, code.version = "edgetpu-custom-op", 1
+    op = schema.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, list(model.subgraphs[0].inputs), list(model.subgraphs[0].outputs)
+    op.customOptions = list(b"test double")
+    model.operatorCodes, model.subgraphs[0].operators = [code], [op]
+    path = session_dir / "double_edgetpu.tflite"
+    flatbuffer_utils.write_model(model, str(path))
+    return path
+
+
+def test_custom_op_named_by_its_code_with_unknown_macs(custom_op_model):
+    g = graph.read_graph(custom_op_model)
+    (op,) = g.ops
+    assert op.name == "edgetpu-custom-op" and op.is_custom and op.macs is None
+    assert g.total_macs is None  # unknown, not 0: the custom op hides its compute
+    assert g.param_count > 0  # the constant tensors are still in the file
+
+
 def test_int8_digits_ops_tensors_and_quantization(digits_int8, digits_keras):
     g = graph.read_graph(digits_int8)
     assert g.subgraph_count == 1

@@ -2,7 +2,8 @@
 
 Read with the maintained flatbuffer schema package `tflite` (tflite.Model.GetRootAsModel), never by hand.
 Used by `tfedge inspect` and the Edge TPU pre-check. MACs are multiply-accumulates of the matmul-class ops
-(convolutions, fully connected, batch matmul); other ops count 0. An op whose shapes are unknown counts None.
+(convolutions, fully connected, batch matmul); other builtin ops count 0; custom ops and ops whose shapes are
+unknown count None.
 """
 
 from __future__ import annotations
@@ -319,7 +320,10 @@ MAC_RULES = {
 
 
 def macs(op: Op, tensors) -> int | None:
-    """Multiply-accumulates of one op (0 for ops outside MAC_RULES; None when its shapes are unknown)."""
+    """Multiply-accumulates of one op (0 for builtin ops outside MAC_RULES; None when unknown: a custom op,
+    such as the Edge TPU's, hides its compute, or the shapes are unknown)."""
+    if op.is_custom:
+        return None
     rule = MAC_RULES.get(op.name)
     if rule is None:
         return 0
