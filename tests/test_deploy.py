@@ -333,6 +333,7 @@ def test_bad_target_exits_2(tfedge, digits_bundle, target):
 
 # ---------------------------------------------------------------- --install and --run
 
+@pytest.mark.slow  # ~25 s idle, over 60 s on the shared machine (venv + pip)
 def test_install_builds_the_device_package_into_a_venv_there(tfedge, ssh_server, digits_bundle, tmp_path):
     """--install: a wheel of device/ built here, a venv made there by the system python3, pip from its
     index/cache for LiteRT, numpy and pillow; a second deploy finds it installed and skips pip."""
@@ -345,7 +346,9 @@ def test_install_builds_the_device_package_into_a_venv_there(tfedge, ssh_server,
     check = subprocess.run([venv / "bin" / "python", "-c", ("import tfedge_device.bundle, ai_edge_litert, sys; "
                             "sys.exit('tensorflow' in sys.modules)")], capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stderr
-    again = deployed_json(tfedge(*args, timeout=600))
+    # the same wheel again (the copy the device received: device/ may change under a shared checkout)
+    uploaded = next(Path(f"{venv}-wheels").glob("tfedge_device-*.whl"))
+    again = deployed_json(tfedge(*args, "--wheel", uploaded, timeout=600))
     assert not again["install"]["installed"] and again["transfer"]["unchanged"]
 
 
