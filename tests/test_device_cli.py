@@ -246,3 +246,11 @@ def test_edgetpu_model_uses_the_cpu_models_manifest(digits_int8, compiled):
     shutil.copy(digits_int8.with_suffix(".json"), sibling.with_suffix(".json"))
     manifest, origin = find_manifest(compiled)
     assert origin == "digits_int8.json" and manifest["preprocess"]["image"]["preset"] == "unit"
+
+
+def test_top_k_breaks_ties_by_class_id_and_applies_the_threshold():
+    from tfedge_device.classify import top_k
+
+    scores = [0.1, 0.5, 0.2, 0.2, 0.0]
+    assert [c.id for c in top_k(scores, 3, 0.0)] == [1, 2, 3]
+    assert [(c.id, c.label) for c in top_k(scores, 9, 0.15, list("abcde"))] == [(1, "b"), (2, "c"), (3, "d")]

@@ -144,11 +144,10 @@ def resolve_labels(model: Model, manifest: dict | None, labels_path=None) -> tup
 
 
 def top_k(scores: np.ndarray, k: int, threshold: float, labels: list[str] | None = None) -> list[Prediction]:
-    """The k best classes scoring >= threshold, best first (pycoral's adapters.classify.get_classes)."""
+    """The k best classes scoring >= threshold, best first, ties by class id (pycoral's get_classes, but
+    deterministic: its argpartition orders ties differently on x86-64 and ARM)."""
     scores = np.asarray(scores, np.float32).reshape(-1)
-    k = min(k, scores.size)
-    best = np.argpartition(-scores, k - 1)[:k]
-    best = best[np.argsort(-scores[best], kind="stable")]
+    best = np.argsort(-scores, kind="stable")[:k]
     return [Prediction(int(i), labels[i] if labels else str(int(i)), float(scores[i]))
             for i in best if scores[i] >= threshold]
 
