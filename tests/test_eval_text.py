@@ -1,0 +1,50 @@
+"""`tfedge eval`/`compare` on a text embedding model (tiny keras-hub BERT): cosine to the hf: source, whose
+sequence length comes from the converted model's manifest; dynamic sequence length resized to the data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from text_fixtures import SEQ_LEN, sentences, tiny_bert, tiny_dynamic  # noqa: F401
+
+
+@pytest.fixture(scope="session")
+def text_inputs(tiny_bert, tmp_path_factory):  # noqa: F811
+    """Tokenized sentences as model-ready inputs named after the source's inputs (token_ids, padding_mask)."""
+    from tfedge.sources import LoadOptions, load_source
+
+    source = load_source(f"hf:{tiny_bert}", LoadOptions(task="sentence-embedding", seq_len=SEQ_LEN))
+    samples = source.encode(sentences()[:12])
+    path = tmp_path_factory.mktemp("text_inputs") / "inputs.npz"
+    np.savez(path, **{spec.name: np.concatenate([s[i] for s in samples]) for i, spec in enumerate(source.inputs)})
+    return path
+
+
+def test_cosine_to_the_source_with_its_shape_from_the_manifest(tfedge, tiny_dynamic, tiny_bert, text_inputs):  # noqa: F811
+    result = tfedge("eval", tiny_dynamic, "--data", text_inputs, "--reference", f"hf:{tiny_bert}", "--json")
+    assert result.returncode == 0, result
+    figures = json.loads(result.stdout)
+    assert figures["samples"] == 12 and figures["top1"] is None
+    assert figures["cosine_min"] > 0.98 and figures["top1_agreement"] is None  # embeddings: no argmax
+
+
+def test_shorter_sequences_resize_the_dynamic_model(tiny_dynamic, text_inputs, tmp_path):  # noqa: F811
+    from tfedge.evaluate import evaluate
+
+    with np.load(text_inputs) as data:
+        short = {key: data[key][:, :12] for key in data.files}
+    np.savez(tmp_path / "short.npz", **short)
+    figures = evaluate(str(tiny_dynamic), tmp_path / "short.npz", reference=str(tiny_dynamic))
+    assert figures["cosine_min"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_compare_text_variants_by_cosine(tfedge, tiny_dynamic, tiny_bert, text_inputs):  # noqa: F811
+    result = tfedge("compare", f"hf:{tiny_bert}", tiny_dynamic, "--data", text_inputs, "--runs", 3, "--json")
+    assert result.returncode == 0, result
+    data = json.loads(result.stdout)
+    assert data["metric"] == "cosine"
+    source, dynamic = data["rows"]
+    assert source["mode"] == "source" and source["params"] > 0 and source["accuracy"] == pytest.approx(1.0)
+    assert dynamic["accuracy"] > 0.98 and dynamic["latency_p50_ms"] > 0 and dynamic["gflops"] > 0
