@@ -105,10 +105,13 @@ parser.add_argument("--out_dir", default=".")
 parser.add_argument("--timeout_sec", type=int, default=180)
 parser.add_argument("--num_segments", type=int, default=0)
 parser.add_argument("--show_operations", action="store_true")
+parser.add_argument("--min_runtime_version", type=int)
+parser.add_argument("--search_delegate", action="store_true")
 parser.add_argument("model")
 args = parser.parse_args()
 mode = os.environ.get("FAKE_MODE", "ok")
-pathlib.Path(args.out_dir, "argv.txt").write_text(" ".join(sys.argv[1:]))
+if os.environ.get("FAKE_ARGV"):
+    pathlib.Path(os.environ["FAKE_ARGV"]).write_text(" ".join(sys.argv[1:]))
 if mode == "fail":
     print("Edge TPU Compiler version 16.0.384591198")
     print("ERROR: Didn't find op for builtin opcode 'FAKE_OP' version '9'", file=sys.stderr)
@@ -199,8 +202,14 @@ def test_compile_out_dir_segments_and_named_compiler(tfedge, fake_compiler, edge
     out = tmp_path / "out"
     out.mkdir()
     result = tfedge("edgetpu", "compile", edgetpu_model, "-o", out, "--num-segments", "2", "--compiler",
-                    fake_compiler, "--timeout", "30", env={"FAKE_MODE": "ok", "FAKE_TABLE": FAKE_TABLE})
+                    fake_compiler, "--timeout", "30", "--min-runtime-version", "13", "--compiler-arg=--search_delegate",
+                    env={"FAKE_MODE": "ok", "FAKE_TABLE": FAKE_TABLE, "FAKE_ARGV": str(tmp_path / "argv.txt")})
     assert result.returncode == 0, result
+    argv = (tmp_path / "argv.txt").read_text()
+    for passed in ("--num_segments 2", "--timeout_sec 30", "--min_runtime_version 13", "--search_delegate",
+                   "--show_operations", str(edgetpu_model.resolve())):
+        assert passed in argv, (passed, argv)
+    assert not list(out.glob(".edgetpu-*")), "the compiler's work directory must be removed"
     names = sorted(p.name for p in out.glob("*_edgetpu.tflite"))
     assert names == ["digits_edgetpu_segment_0_of_2_edgetpu.tflite", "digits_edgetpu_segment_1_of_2_edgetpu.tflite"]
     assert all(p.with_suffix(".json").exists() for p in out.glob("*_edgetpu.tflite"))

@@ -37,13 +37,18 @@ def check(model, require_full, as_json):
 @click.option("--num-segments", type=int, default=None, help="Split into N segments for pipelining.")
 @click.option("--timeout", type=float, default=180, show_default=True, help="Compiler timeout in seconds.")
 @click.option("--compiler", help="Path of edgetpu_compiler (default: found on PATH).")
+@click.option("--min-runtime-version", type=click.IntRange(10), default=None,
+              help="Oldest Edge TPU runtime the model must run on (the compiler's --min_runtime_version).")
+@click.option("--compiler-arg", "compiler_args", multiple=True,
+              help="Pass one more argument to edgetpu_compiler (repeatable), e.g. --compiler-arg=--search_delegate.")
 @click.option("--require-full", is_flag=True, help="Exit 4 unless the compiler mapped every op.")
 @json_option
-def compile_(model, out_dir, num_segments, timeout, compiler, require_full, as_json):
+def compile_(model, out_dir, num_segments, timeout, compiler, min_runtime_version, compiler_args, require_full,
+             as_json):
     """Compile MODEL.tflite with edgetpu_compiler into *_edgetpu.tflite plus manifest and log."""
     from ..edgetpu.compiler import compile_model
 
-    report = compile_model(model, out_dir, num_segments, timeout, compiler)
+    report = compile_model(model, out_dir, num_segments, timeout, compiler, min_runtime_version, compiler_args)
     emit(report, as_json, print_report)
     _require_full(report, require_full)
 

@@ -165,7 +165,8 @@ def _manifest(model: Path, compiled: Path, summary: dict) -> dict:
 
 
 def compile_model(model: str | Path, out_dir: str | Path | None = None, num_segments: int | None = None,
-                  timeout: float = 180, compiler: str | None = None) -> dict:
+                  timeout: float = 180, compiler: str | None = None, min_runtime_version: int | None = None,
+                  extra_args=()) -> dict:
     """Compile MODEL.tflite; write `*_edgetpu.tflite`, the log and a manifest into out_dir (default: beside)."""
     model = Path(model)
     data = read_model_bytes(model)
@@ -183,7 +184,9 @@ def compile_model(model: str | Path, out_dir: str | Path | None = None, num_segm
     prediction = check(model)
     with tempfile.TemporaryDirectory(prefix=".edgetpu-", dir=out_dir) as work:
         work = Path(work)
-        done = run_compiler(executable, model.resolve(), work, num_segments, timeout)
+        passed = [*(["--min_runtime_version", str(min_runtime_version)] if min_runtime_version else []),
+                  *extra_args]
+        done = run_compiler(executable, model.resolve(), work, num_segments, timeout, passed)
         outputs = sorted(work.glob("*_edgetpu.tflite"))
         if not outputs:
             raise BadInput(f"{COMPILER} exited 0 but wrote no *_edgetpu.tflite for {model.name}: "
