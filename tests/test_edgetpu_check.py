@@ -239,6 +239,7 @@ CASES = [
      "channel) dimension of size 6"),
     ("MEAN", [_t(0, ACT), _t(1, (1,), "int32", True, (0,)), _t(2, (8, 8, 4))], {}, rules.UNSPECIFIED,
      "batch dimension"),
+    ("MEAN", [_t(0, ACT), _t(1, (1, 8))], {}, rules.UNSPECIFIED, "operands the check does not understand"),
     ("PRELU", [_t(0, ACT), _t(1, (8, 8, 4), constant=True), _t(2, ACT)], {}, rules.UNSPECIFIED, "shared_axes"),
     ("PRELU", [_t(0, ACT), _t(1, (1, 1, 4), constant=True), _t(2, ACT)], {}, rules.MAPPED, ""),
     ("SUM", [_t(0, ACT), _t(1, (1,), "int32", True, (0,)), _t(2, (8, 8, 4))], {}, rules.UNSPECIFIED,

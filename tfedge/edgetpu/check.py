@@ -199,7 +199,10 @@ def _failures(names, table, op, tensor) -> list:
     """[(status, reason)] for each failed constraint, in table order."""
     failed = []
     for name in names:
-        detail = CHECKS[name](op, tensor)
+        try:
+            detail = CHECKS[name](op, tensor)
+        except (IndexError, TypeError, ZeroDivisionError):  # operands unlike the op's usual form
+            detail = f"(op #{op.index} has operands the check does not understand)"
         if detail is not None:
             constraint = table[name]
             failed.append((constraint.status, f"{constraint.message.format(detail=detail)} [{constraint.source}]"))
