@@ -357,3 +357,10 @@ def test_run_streams_one_inference_from_the_device(deploy, digits_bundle, digits
     assert result.returncode == 0, result
     assert "3" in result.stdout and "verify" in result.stdout
     assert not list((tmp_path / "models").glob(".tfedge-input-*"))  # the uploaded input is removed
+
+
+def test_install_with_a_wheel_that_is_not_one_exits_2(tfedge, digits_bundle, tmp_path):
+    fake = tmp_path / "tfedge_device.txt"
+    fake.write_text("not a wheel")
+    result = tfedge("deploy", digits_bundle, "nobody@203.0.113.1:models", "--install", "--wheel", fake)
+    assert_clean_error(result, 2, "--wheel is not a .whl file")
