@@ -74,6 +74,12 @@ def test_sequence_classification_head(tiny_bert, tmp_path):
     assert manifest["task"] == "sequence-classification" and manifest["text"]["pooling"] is None
     assert manifest["outputs"][0]["shape"] == [1, 3]
     assert result["verification"]["top1_agreement"] == 1.0
+    from tfedge_device.commands.embed import embed
+
+    device = embed(out, ["A man is eating food."])
+    assert device["task"] == "sequence-classification" and len(device["scores"][0]) == 3
+    assert sum(device["scores"][0]) == pytest.approx(1.0, abs=1e-4)
+    assert device["classes"][0]["score"] == pytest.approx(max(device["scores"][0]), abs=1e-5)
 
 
 def test_selective_int8_searches_when_full_int8_misses(tiny_bert, tmp_path):

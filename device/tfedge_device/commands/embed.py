@@ -1,7 +1,9 @@
 """`tfedge-run embed MODEL --text "..." [--text ...] [--json]`: sentence embeddings on the device.
 
 Tokenizes with the bundled tokenizer.json (`tokenizers`, extra `tfedge-device[text]`), runs the model on the
-device runtime, prints each embedding's size and norm and, for several texts, their cosine similarities.
+device runtime, prints each embedding's size and time and, for several texts, their cosine similarities.
+A text classifier (task sequence-classification) gets its top class and score per text instead
+(`tfedge-run classify` takes images).
 """
 
 from __future__ import annotations
@@ -44,17 +46,21 @@ def embed(model_path, texts: list[str], threads: int | None = None, adaptive: bo
     from ..text import TextModel, cosine_matrix
 
     model = TextModel(model_path, threads=threads, adaptive=adaptive)
-    task = model.manifest.get("task")
-    if task not in (None, "sentence-embedding"):
-        raise BadInput(f"{model.model.path.name} is a {task} model, not a sentence-embedding one",
-                       hint="use tfedge-run classify for classifiers")
+    task = model.manifest.get("task") or "sentence-embedding"
     vectors, times = [], []
     for text in texts:
         started = time.perf_counter()
         vectors.append(np.asarray(model.run(text)[0], np.float32).reshape(-1))
         times.append((time.perf_counter() - started) * 1e3)
     matrix = np.stack(vectors)
-    return {"model": str(model_path), "dim": int(matrix.shape[1]), "texts": texts,
+    if task == "sequence-classification":
+        labels = model.manifest.get("labels") or [str(i) for i in range(matrix.shape[1])]
+        best = matrix.argmax(axis=1)
+        return {"model": str(model_path), "task": task, "texts": texts, "length_adaptive": model.adaptive,
+                "ms": [round(t, 3) for t in times], "scores": matrix.round(6).tolist(),
+                "classes": [{"id": int(i), "label": labels[i], "score": round(float(row[i]), 6)}
+                            for i, row in zip(best, matrix)]}
+    return {"task": task, "model": str(model_path), "dim": int(matrix.shape[1]), "texts": texts,
             "length_adaptive": model.adaptive, "ms": [round(t, 3) for t in times],
             "embeddings": matrix.round(6).tolist(), "cosine": cosine_matrix(matrix).round(6).tolist()}
 
@@ -66,6 +72,10 @@ def run(args) -> int:
     result = embed(args.model, read_texts(args), args.threads, adaptive=not args.fixed)
     if args.as_json:
         print(json.dumps(result))
+        return 0
+    if "classes" in result:
+        for text, ms, top in zip(result["texts"], result["ms"], result["classes"]):
+            print(f"{top['label']} {top['score']:.4f}  {ms:.2f} ms  {text[:70]}")
         return 0
     for i, (text, ms) in enumerate(zip(result["texts"], result["ms"])):
         print(f"[{i}] dim {result['dim']}  {ms:.2f} ms  {text[:70]}")
