@@ -84,10 +84,13 @@ def test_cluster_image_folder_to_savedmodel(tfedge, digits_dir, tmp_path):
     assert "cluster float16" in result["tflite"]
 
 
-def test_distill_image_student_from_teacher(tfedge, digits_train, digits_dir, student_keras, tmp_path):
+def test_distill_image_student_from_teacher(tfedge, digits_dir, student_keras, tmp_path):
     out = tmp_path / "student.tflite"
     result = _json(tfedge("distill", "--teacher", digits_dir / "digits.keras", "--student", student_keras,
-                          "--data", digits_train, "--epochs", "2", "--temperature", "2", "-o", out, "--json"))
+                          "--data", digits_dir / "calib", "--epochs", "2", "--temperature", "2", "-o", out,
+                          "--json"))
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert manifest["labels"] == [str(i) for i in range(10)]  # the class sub-folder names
     assert result["distill"]["student_params"] < result["distill"]["teacher_params"] / 4
     assert set(result["tflite"]) == {"teacher float32", "teacher int8", "student float32", "student int8"}
     assert result["training"]["epochs_run"] == 2 and out.exists()

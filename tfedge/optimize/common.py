@@ -178,10 +178,10 @@ def write_output(model, request: OptimizeRequest, data: TrainData, result: dict)
             model.save(str(tmp), save_format="tf")
         return {"path": str(output), "format": "tf_keras SavedModel directory"}
     return {"path": str(output), "format": f"TFLite ({request.quant}) + manifest",
-            "convert": convert_output(model, request, result)}
+            "convert": convert_output(model, request, result, data.labels)}
 
 
-def convert_output(model, request: OptimizeRequest, result: dict) -> dict:
+def convert_output(model, request: OptimizeRequest, result: dict, labels: list[str] | None = None) -> dict:
     """Hand over to tfedge.convert (through a scratch SavedModel), then record where the model came from."""
     from tfedge_device.manifest import read_manifest, write_manifest
 
@@ -199,6 +199,8 @@ def convert_output(model, request: OptimizeRequest, result: dict) -> dict:
     manifest["source"] = {"kind": "optimized", "location": request.model,
                           "sha256": sha256_file(request.model) if Path(request.model).is_file() else None,
                           "inputs": manifest["source"]["inputs"]}
+    if labels and not manifest.get("labels"):  # class sub-folder names of an image-folder DATA
+        manifest["labels"] = labels
     manifest["optimization"] = {k: result[k] for k in ("technique", "accuracy_before", "accuracy_after",
                                                        "params", result["technique"])}
     for key in ("format", "model", "model_sha256"):  # write_manifest sets them again
