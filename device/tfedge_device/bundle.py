@@ -24,6 +24,7 @@ from typing import NamedTuple
 from .errors import BadInput, EnvironmentMissing
 from .fileio import sha256_file
 from .manifest import read_manifest
+from .runtime import edgetpu_library_loads
 
 log = logging.getLogger(__name__)
 
@@ -175,23 +176,6 @@ def open_bundle(path: str | Path, check: bool = True) -> Bundle:
         if not isinstance(variant, dict) or not _safe_relative(str(variant.get("model", ""))):
             raise BadInput(f"bundle {source.name}: variant {name!r} does not name its model file")
     return Bundle(source=source, root=root, data=data, files_checked=checked)
-
-
-def edgetpu_library_loads() -> tuple[bool, str]:
-    """Can the Edge TPU runtime library be loaded? Checked with ctypes before LiteRT's load_delegate, whose
-    Delegate.__del__ prints an AttributeError traceback when the library is missing (ai-edge-litert 2.3)."""
-    import ctypes
-
-    from .runtime import edgetpu_library
-
-    try:
-        library = edgetpu_library()
-        ctypes.CDLL(library)
-    except EnvironmentMissing as err:
-        return False, err.message
-    except OSError as err:
-        return False, f"cannot load the Edge TPU runtime {library}: {str(err).splitlines()[0]}"
-    return True, f"{library} loads"
 
 
 def edgetpu_delegate_loads() -> tuple[bool, str]:

@@ -96,15 +96,30 @@ def edgetpu_library() -> str:
     return EDGETPU_LIBRARIES[system]
 
 
-def load_edgetpu_delegate(runtime: Runtime, device: str | None = None):
-    """Load the Edge TPU delegate through the runtime's load_delegate; exit 3 when the library is missing."""
+def edgetpu_library_loads() -> tuple[bool, str]:
+    """Can the Edge TPU runtime library be loaded? (loads, reason). Checked with ctypes before LiteRT's
+    load_delegate, whose Delegate.__del__ prints an AttributeError traceback when the library is missing
+    (ai-edge-litert 2.3)."""
     import ctypes
 
+    try:
+        library = edgetpu_library()
+        ctypes.CDLL(library)
+    except EnvironmentMissing as err:
+        return False, err.message
+    except OSError as err:
+        return False, f"cannot load the Edge TPU runtime {library}: {str(err).splitlines()[0]}"
+    return True, f"{library} loads"
+
+
+def load_edgetpu_delegate(runtime: Runtime, device: str | None = None):
+    """Load the Edge TPU delegate through the runtime's load_delegate; exit 3 when the library is missing."""
+    loads, reason = edgetpu_library_loads()
+    if not loads:
+        raise EnvironmentMissing(reason, hint=EDGETPU_INSTALL_HINT)
     library = edgetpu_library()
     options = {"device": device} if device else {}
     try:
-        # ctypes first: when the library is missing, LiteRT 2.3's Delegate.__del__ prints a traceback.
-        ctypes.CDLL(library)
         return runtime.api.load_delegate(library, options)
     except (ValueError, OSError, RuntimeError) as err:
         raise EnvironmentMissing(
