@@ -155,11 +155,12 @@ def fake_compiler(tmp_path):
 
 @pytest.fixture
 def edgetpu_model(tmp_path, session_dir, digits_dir):
-    """The digits model converted with --quant edgetpu (converted once per session), copied with its manifest."""
+    """The digits model converted with --quant edgetpu and labels (once per session), copied with its manifest."""
     from tfedge_device.manifest import read_manifest, write_manifest
 
-    source = session_dir / "digits_edgetpu.tflite"
+    source = session_dir / "compile_source" / "digits_edgetpu.tflite"  # with labels (test_edgetpu_check's has none)
     if not source.exists():
+        source.parent.mkdir(exist_ok=True)
         from tfedge.convert import ConvertRequest, convert
 
         convert(ConvertRequest(source=str(digits_dir / "digits.keras"), output=source, mode="edgetpu",
