@@ -77,11 +77,23 @@ def _measure_static(row: Row, variant) -> None:
     row.set("params", int(sum(counted)) if counted else None, "the source is not a Keras model")
     row.set("gflops", None, "FLOPs are counted on the TFLite graph: see the float32 variant")
     if variant.path is not None and variant.path.exists():
-        size = sum(p.stat().st_size for p in variant.path.rglob("*") if p.is_file()) if variant.path.is_dir() \
-            else variant.path.stat().st_size
-        row.set("size_mb", size / 1e6)
+        row.set("size_mb", source_size(variant.path) / 1e6)
     else:
         row.set("size_mb", None, "built in memory (no file)")
+
+
+# Weight files of a model directory (a Hugging Face dir also holds tokenizer files and a README).
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".h5", ".keras", ".weights.h5")
+
+
+def source_size(path: Path) -> int:
+    """Bytes of a source: the file; a SavedModel directory's files; a model directory's weight files."""
+    if path.is_file():
+        return path.stat().st_size
+    files = [p for p in path.rglob("*") if p.is_file()]
+    if not (path / "saved_model.pb").exists():
+        files = [p for p in files if p.name.endswith(WEIGHT_SUFFIXES)] or files
+    return sum(p.stat().st_size for p in files)
 
 
 def _measure_latency(row: Row, variant, runs: int, warmup: int, threads: int | None) -> None:

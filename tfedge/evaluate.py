@@ -34,9 +34,12 @@ class Variant:
     def __init__(self, spec: str, threads: int | None = None, load_options=None):
         self.spec = spec
         prefix, _, rest = spec.partition(":")
-        self.name = f"{prefix}:{Path(rest).name}" if prefix in ("keras-app", "hf") else Path(spec).name
+        if prefix in ("keras-app", "hf"):  # hf: the directory's last two names (".../all-MiniLM/model")
+            self.name = f"{prefix}:{'/'.join(Path(rest).parts[-2:])}"
+            self.path = Path(rest) if prefix == "hf" else None
+        else:
+            self.name, self.path = Path(spec).name, Path(spec)
         self.manifest = None
-        self.path = Path(spec) if ":" not in spec else None
         if spec.endswith(".tflite"):
             from tfedge_device.model import Model
 

@@ -18,9 +18,47 @@ from .errors import BadInput
 
 
 def _graph(path: Path):
+    """The graph, with MACs at the runtime's allocated shapes when the model has dynamic inputs."""
     from . import graph
 
-    return graph.read_graph(path)
+    model = graph.read_graph(path)
+    if any(t.is_dynamic for t in model.inputs) and not needs_edgetpu(read_model_bytes(path)):
+        model = _at_allocated_shapes(model, path)
+    return model
+
+
+def _at_allocated_shapes(model, path: Path):
+    """A dynamic dimension is 1 in the flatbuffer's static shapes (e.g. a text model's sequence length), so
+    graph MACs would be per token. Recount the main subgraph's MACs on the shapes of one inference at the
+    inputs' default shape (tfedge writes [1, seq_len] there). Shapes settle only when the ops run, and the
+    XNNPACK delegate hides them, so this runs once with the builtin kernels only; tensor indices of
+    subgraph 0 are the interpreter's."""
+    from dataclasses import replace
+
+    import numpy as np
+    from tfedge_device.quiet import quiet_native
+    from tfedge_device.runtime import get_runtime
+
+    from . import graph
+
+    api = get_runtime().api
+    resolver = getattr(getattr(api, "OpResolverType", None), "BUILTIN_WITHOUT_DEFAULT_DELEGATES", None)
+    kwargs = {"experimental_op_resolver_type": resolver} if resolver is not None else {}
+    try:
+        with quiet_native():
+            interpreter = api.Interpreter(model_content=read_model_bytes(path), **kwargs)
+            interpreter.allocate_tensors()
+            for detail in interpreter.get_input_details():
+                interpreter.set_tensor(detail["index"], np.ones(detail["shape"], detail["dtype"]))
+            interpreter.invoke()
+    except (ValueError, RuntimeError):
+        return model  # the compatibility check reports why the runtime cannot run it
+    shapes = {d["index"]: tuple(int(x) for x in d["shape"]) for d in interpreter.get_tensor_details()}
+    main = model.main
+    tensors = tuple(replace(t, shape=shapes.get(t.index, t.shape)) for t in main.tensors)
+    ops = tuple(replace(op, macs=graph.macs(op, tensors)) for op in main.ops)
+    subgraphs = (replace(main, tensors=tensors, ops=ops),) + tuple(model.subgraphs[1:])
+    return replace(model, subgraphs=subgraphs)
 
 
 def summary(path: str | Path) -> dict:
@@ -29,7 +67,8 @@ def summary(path: str | Path) -> dict:
     model = _graph(path)
     macs = known_macs(model)
     return {"params": model.param_count, "macs": macs, "flops": None if macs is None else 2 * macs,
-            "size_bytes": path.stat().st_size, "min_runtime_version": model.min_runtime_version}
+            "size_bytes": path.stat().st_size, "min_runtime_version": model.min_runtime_version,
+            "macs_at": [list(t.shape) for t in model.inputs]}
 
 
 def known_macs(model) -> int:
@@ -88,6 +127,7 @@ def inspect(path: str | Path, check_runtimes: bool = True) -> dict:
         "macs": total,
         "flops": None if total is None else 2 * total,
         "macs_unknown_for": sorted(unknown_macs),
+        "macs_at": [list(t.shape) for t in model.inputs],  # input shapes the MACs are counted at
         "min_runtime_version": model.min_runtime_version,
         "edgetpu_custom_op": needs_edgetpu(data),
         "manifest": manifest,

@@ -43,7 +43,8 @@ def print_result(r: dict, show_tensors: bool) -> None:
     flops = "n/a" if r["flops"] is None else f"{r['flops'] / 1e9:.4g} GFLOPs ({human_count(r['macs'])} MACs)"
     echo(table([
         ("model", r["model"]), ("size", f"{r['size_bytes'] / 1e6:.3f} MB ({r['size_bytes']} bytes)"),
-        ("parameters", f"{human_count(r['params'])} ({r['params']})"), ("compute", flops),
+        ("parameters", f"{human_count(r['params'])} ({r['params']})"),
+        ("compute", f"{flops} at input shapes {', '.join(map(str, r['macs_at']))}"),
         ("operators", f"{r['operator_count']} in {r['subgraphs']} subgraph(s)"),
         ("min runtime", r["min_runtime_version"] or "not recorded"),
     ]))
