@@ -147,9 +147,8 @@ def top_k(scores: np.ndarray, k: int, threshold: float, labels: list[str] | None
     """The k best classes scoring >= threshold, best first, ties by class id (pycoral's get_classes, but
     deterministic: its argpartition orders ties differently on x86-64 and ARM)."""
     scores = np.asarray(scores, np.float32).reshape(-1)
-    best = np.argsort(-scores, kind="stable")[:k]
-    return [Prediction(int(i), labels[i] if labels else str(int(i)), float(scores[i]))
-            for i in best if scores[i] >= threshold]
+    best, values = np.argsort(-scores, kind="stable")[:k].tolist(), scores.tolist()  # Python ints/floats
+    return [Prediction(i, labels[i] if labels else str(i), values[i]) for i in best if values[i] >= threshold]
 
 
 class Classifier:

@@ -7,6 +7,7 @@ preprocessing); quantized tensors are quantized/dequantized here with the tensor
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,13 +64,21 @@ class TensorSpec:
         )
 
 
+@functools.lru_cache(maxsize=None)
+def _bounds(dtype: np.dtype) -> tuple[int, int]:
+    info = np.iinfo(dtype)  # slow to build (microseconds): cached, quantize runs once per inference
+    return int(info.min), int(info.max)
+
+
 def quantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
     """Real values -> the tensor's dtype (round, add zero-point, saturate)."""
     if not spec.quantized:
         return np.asarray(values).astype(spec.dtype, copy=False)
-    info = np.iinfo(spec.dtype)
-    q = np.round(np.asarray(values, dtype=np.float32) / spec.scale) + spec.zero_point
-    return np.clip(q, info.min, info.max).astype(spec.dtype)
+    low, high = _bounds(spec.dtype)
+    q = np.asarray(values, dtype=np.float32) / np.float32(spec.scale)  # a new array: rounded etc. in place
+    np.round(q, out=q)
+    q += spec.zero_point
+    return np.clip(q, low, high, out=q).astype(spec.dtype)
 
 
 def dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
@@ -125,6 +134,7 @@ class Model:
         try:
             self.inputs = [TensorSpec.from_detail(d) for d in self._interpreter.get_input_details()]
             self.outputs = [TensorSpec.from_detail(d) for d in self._interpreter.get_output_details()]
+            self._input_shapes = self._current_input_shapes()
         except _LOAD_ERRORS as err:
             raise BadInput(f"the runtime cannot read the tensors of {self.path.name}: {type(err).__name__}",
                            hint="the file is damaged; copy or convert it again") from None
@@ -154,27 +164,28 @@ class Model:
     def interpreter(self):
         return self._interpreter
 
+    def _current_input_shapes(self) -> list[tuple]:
+        return [tuple(int(d) for d in detail["shape"]) for detail in self._interpreter.get_input_details()]
+
     def resize_inputs(self, shapes: list[tuple]) -> None:
         """Resize dynamic inputs (e.g. sequence length) and re-allocate."""
         for spec, shape in zip(self.inputs, shapes):
             self._interpreter.resize_tensor_input(spec.index, list(shape), strict=True)
         self._interpreter.allocate_tensors()
+        self._input_shapes = self._current_input_shapes()
 
     def set_inputs(self, values: list[np.ndarray]) -> None:
         """Set every input from real-domain values (quantized here when the tensor is quantized)."""
         if len(values) != len(self.inputs):
             raise BadInput(f"{self.path.name} takes {len(self.inputs)} inputs, got {len(values)}")
-        for spec, value in zip(self.inputs, values):
-            value = np.asarray(value)
-            current = tuple(self._interpreter.get_input_details()[self.inputs.index(spec)]["shape"])
+        for spec, current, value in zip(self.inputs, self._input_shapes, values):  # shapes cached: per-call
+            value = np.asarray(value)                                                # get_input_details is slow
             if value.shape != current:
                 raise BadInput(
                     f"input {spec.name!r} of {self.path.name} has shape {list(current)}, "
                     f"got {list(value.shape)}"
                 )
-            if np.issubdtype(spec.dtype, np.integer) and not spec.quantized and not np.issubdtype(
-                value.dtype, np.integer
-            ):
+            if spec.dtype.kind in "iu" and not spec.quantized and value.dtype.kind not in "iu":  # integer dtypes
                 raise BadInput(f"input {spec.name!r} takes integers ({spec.dtype.name}), got {value.dtype.name}")
             self._interpreter.set_tensor(spec.index, quantize(value, spec))
 

@@ -117,26 +117,35 @@ def _convert(image, path: Path, target: str):
     return image.convert(target)
 
 
+def _pil_warning_filters(image_module) -> None:
+    """PIL's decompression-bomb warning (> 89 Mpx) becomes an error and its palette-transparency advice is
+    dropped (colour_note says what matters). Installed when missing (pytest and catch_warnings reset them)
+    rather than per image in a catch_warnings block, which costs more than a small model's inference.
+    Both filters are narrow: PIL's own warning class, PIL's own message."""
+    bomb = ("error", None, image_module.DecompressionBombWarning, None, 0)
+    if bomb not in warnings.filters:
+        warnings.filterwarnings("error", category=image_module.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", message="Palette images with Transparency", category=UserWarning)
+
+
 def load_image(path: str | Path, spec: ImageSpec) -> np.ndarray:
     """Decode, convert colour, resize and normalise one image -> float32 [H, W, C]."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     norm = get_preset(spec.preset)
+    _pil_warning_filters(Image)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # PIL's palette-transparency advice: colour_note says it
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                if image.width * image.height > MAX_IMAGE_PIXELS:
-                    raise BadInput(
-                        f"image {path.name} is {image.width}x{image.height}, larger than "
-                        f"{MAX_IMAGE_PIXELS // 1_000_000} Mpx (refused as a possible decompression bomb)"
-                    )
-                image = _convert(image, path, "L" if spec.channels == 1 else "RGB")
-                if image.size != (spec.width, spec.height):
-                    image = image.resize((spec.width, spec.height), RESAMPLE[spec.resize])
-                pixels = np.asarray(image, dtype=np.float32)
+        with Image.open(path) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise BadInput(
+                    f"image {path.name} is {image.width}x{image.height}, larger than "
+                    f"{MAX_IMAGE_PIXELS // 1_000_000} Mpx (refused as a possible decompression bomb)"
+                )
+            image = _convert(image, path, "L" if spec.channels == 1 else "RGB")
+            if image.size != (spec.width, spec.height):
+                image = image.resize((spec.width, spec.height), RESAMPLE[spec.resize])
+            pixels = np.asarray(image, dtype=np.float32)
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise BadInput(f"cannot read image {path.name}: {str(err).splitlines()[0]}") from None
     except (OSError, SyntaxError, ValueError) as err:
@@ -144,7 +153,7 @@ def load_image(path: str | Path, spec: ImageSpec) -> np.ndarray:
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     if norm.channel_order == "BGR":
-        pixels = pixels[..., ::-1]
-    mean = np.asarray(norm.mean, np.float32)
-    std = np.asarray(norm.std, np.float32)
-    return (pixels - mean) / std
+        pixels = np.ascontiguousarray(pixels[..., ::-1])
+    pixels -= np.asarray(norm.mean, np.float32)  # pixels is a new float32 array: normalised in place
+    pixels /= np.asarray(norm.std, np.float32)
+    return pixels
