@@ -134,6 +134,7 @@ OP_RULES = {
     "TANH": OpRule(),
     "TRANSPOSE": OpRule(),
     "TRANSPOSE_CONV": OpRule(("constant_weights",)),
+    "LSTM": OpRule(),  # "Unidirectional LSTM only" (the bidirectional op is absent from this table)
     "UNIDIRECTIONAL_SEQUENCE_LSTM": OpRule(),
 }
 
