@@ -60,8 +60,9 @@ def main(argv=None) -> None:
         cli.main(args=argv, prog_name="tfedge", standalone_mode=False)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
-    except click.ClickException as err:  # usage errors: click's own one-line message
-        err.show()
+    except click.ClickException as err:  # usage errors: one line, like tfedge-run's (not click's three)
+        where = err.ctx.command_path if getattr(err, "ctx", None) else "tfedge"
+        print(f"tfedge: error: {' '.join(err.format_message().split())} (see {where} --help)", file=sys.stderr)
         sys.exit(2)
     except click.exceptions.Abort:
         print("tfedge: interrupted; no output was written", file=sys.stderr)
