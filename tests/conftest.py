@@ -99,3 +99,7 @@ def assert_clean_error(result: CliResult, exit_code: int, *words: str) -> None:
     assert len([line for line in message if "error" in line]) == 1, result
     for word in words:
         assert word.lower() in result.stderr.lower(), (word, result)
+
+
+# Text-model fixtures (a tiny keras-hub BERT and its dynamic-range conversion), shared by the text tests.
+from text_fixtures import tiny_bert, tiny_dynamic  # noqa: F401

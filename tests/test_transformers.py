@@ -7,9 +7,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import assert_clean_error
-from text_fixtures import SENTENCES, SEQ_LEN, convert_tiny, sentences, tiny_bert, tiny_dynamic  # noqa: F401
+from text_fixtures import SENTENCES, SEQ_LEN, convert_tiny, sentences
 
 
 def test_source_matches_sentence_transformers_head(tiny_bert):
@@ -42,9 +41,10 @@ def test_dynamic_conversion_writes_tokenizer_and_text_manifest(tiny_dynamic):
 
 
 def test_embed_on_device_matches_source(tiny_bert, tiny_dynamic):
+    from tfedge_device.commands.embed import embed
+
     from tfedge.sources import LoadOptions, load_source
     from tfedge.verify import cosine
-    from tfedge_device.commands.embed import embed
 
     texts = sentences()[:3]
     result = embed(tiny_dynamic, texts)

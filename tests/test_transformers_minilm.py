@@ -26,10 +26,11 @@ def minilm_dir() -> Path | None:
 
 @pytest.mark.slow
 def test_minilm_dynamic_keeps_published_similarity(tmp_path):
+    from tfedge_device.commands.embed import embed
+
     from tfedge.convert import ConvertRequest, convert
     from tfedge.sources import LoadOptions, load_source
     from tfedge.verify import cosine
-    from tfedge_device.commands.embed import embed
 
     root = minilm_dir()
     if root is None:

@@ -16,14 +16,19 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-
 from tfedge_device.model import Model
 
 from .convert import run_converter
 from .errors import BadInput, BudgetNotMet
 from .modes import get_mode, register
 from .selective import (
-    DEFAULT_MIN_COSINE, Evaluator, SearchMode, calibrate, quantize, search, split_samples,
+    Evaluator,
+    SearchMode,
+    calibrate,
+    default_budgets,
+    quantize,
+    search,
+    split_samples,
 )
 from .verify import check_budgets
 
@@ -61,15 +66,8 @@ def _configured(source, name: str, context, samples=None) -> bytes:
     return run_converter(converter, f"{Path(source.location).name} ({name})", context)
 
 
-def auto_budgets(request) -> dict:
-    budgets = {k: v for k, v in (request.budgets or {}).items() if v is not None}
-    if not budgets:
-        budgets["min_cosine"] = DEFAULT_MIN_COSINE
-    return budgets
-
-
 def build_auto(source, samples, context, request) -> bytes:
-    budgets = auto_budgets(request)
+    budgets = default_budgets(request)
     calibration, held_out = split_samples(samples)
     evaluator = Evaluator(source, held_out)
     timing_sample = held_out.arrays[0]
@@ -104,7 +102,7 @@ def build_auto(source, samples, context, request) -> bytes:
         elif name == "int16x8":
             measure(name, _configured(source, name, context, calibration))
         else:
-            plan = search(calibrated, evaluator, budgets.get("min_cosine", DEFAULT_MIN_COSINE))
+            plan = search(calibrated, evaluator, budgets)
             context.options.setdefault("report", {})["selective"] = plan.to_dict()
             measure(name, quantize(calibrated, plan.float_ops), f"float: {', '.join(plan.float_ops) or 'none'}")
 
@@ -133,8 +131,8 @@ def build_auto(source, samples, context, request) -> bytes:
 
 def format_table(report: dict) -> str:
     lines = [f"{'mode':15s} {'MB':>6s} {'ms':>8s} {'x fp32':>6s} {'cos min':>8s} {'cos mean':>8s}  within  note",
-             f"{'float32':15s} {report['baseline']['size_mb']:6.1f} {report['baseline']['latency_ms']:8.2f} "
-             f"{1.0:6.1f} {'(baseline)':>8s}"]
+             (f"{'float32':15s} {report['baseline']['size_mb']:6.1f} {report['baseline']['latency_ms']:8.2f} "
+              f"{1.0:6.1f} {'(baseline)':>8s}")]
     for row in report["candidates"]:
         cos_min = f"{row['cosine_min']:.4f}" if "cosine_min" in row else "n/a"
         cos_mean = f"{row['cosine_mean']:.4f}" if "cosine_mean" in row else "n/a"

@@ -10,7 +10,7 @@ here for TFLite with the converter's own selective quantization):
   2. sensitivity: for each op kind K present, quantize ONLY K (every other kind denylisted) and measure
      the output cosine to the source on held-out samples through the device runtime;
   3. accumulate op kinds into int8 from the least to the most sensitive, keeping a kind only while the
-     model still meets the budget; what is left stays float.
+     model still meets the budgets (default min cosine 0.99); what is left stays float.
 Quantizing one calibrated model with a denylist (`mlir_quantize(denylisted_ops=...)`, what TFLite's
 QuantizationDebugger uses for its selective models) takes seconds, so the search costs ~2 x kinds re-quantizations.
 """
@@ -20,19 +20,18 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-
 from tfedge_device.model import Model
 
 from .convert import run_converter
 from .errors import BadInput
 from .modes import Mode, configure_float32, register
 from .tfrt import quiet_native, tensorflow
-from .verify import compare_outputs
+from .verify import check_budgets, compare_outputs
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ DEFAULT_MIN_COSINE = 0.99
 class SelectivePlan:
     """What the search measured and decided."""
 
-    min_cosine: float
+    budgets: dict
     sensitivity: list = field(default_factory=list)  # [{"op": K, "cosine_min": c}] most harmless first
     int8_ops: list = field(default_factory=list)
     float_ops: list = field(default_factory=list)
@@ -55,7 +54,7 @@ class SelectivePlan:
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"min_cosine": self.min_cosine, "sensitivity": self.sensitivity, "int8_ops": self.int8_ops,
+        return {"budgets": self.budgets, "sensitivity": self.sensitivity, "int8_ops": self.int8_ops,
                 "float_ops": self.float_ops, "figures": self.figures, "seconds": round(self.seconds, 1)}
 
 
@@ -113,15 +112,26 @@ class Evaluator:
         return figures
 
 
-def search(calibrated: bytes, evaluator: Evaluator, min_cosine: float = DEFAULT_MIN_COSINE) -> SelectivePlan:
-    """Choose which op kinds run int8 (see the module docstring)."""
+def default_budgets(request) -> dict:
+    """The request's budgets (verify.BUDGETS names), or min cosine 0.99 when it gave none."""
+    budgets = {k: v for k, v in (request.budgets or {}).items() if v is not None}
+    return budgets or {"min_cosine": DEFAULT_MIN_COSINE}
+
+
+def search(calibrated: bytes, evaluator: Evaluator, budgets: dict) -> SelectivePlan:
+    """Choose which op kinds run int8 (see the module docstring). Sensitivity is ranked by min cosine; a
+    kind is kept int8 while the model meets every budget (min cosine, top-1 agreement, max abs error)."""
     started = time.perf_counter()
-    plan = SelectivePlan(min_cosine)
+    plan = SelectivePlan(budgets)
+
+    def meets(figures: dict) -> bool:
+        return not check_budgets(figures, budgets)
+
     kinds = sorted(k for k in op_kinds(calibrated) if k not in SKIPPED_KINDS)
     if not kinds:
         raise BadInput("the model has no op the quantizer can make int8")
     figures = evaluator.figures(quantize(calibrated))
-    if figures["cosine_min"] >= min_cosine:  # nothing to keep in float
+    if meets(figures):  # nothing to keep in float
         plan.int8_ops, plan.figures, plan.seconds = kinds, figures, time.perf_counter() - started
         return plan
     for kind in kinds:
@@ -131,11 +141,11 @@ def search(calibrated: bytes, evaluator: Evaluator, min_cosine: float = DEFAULT_
     plan.sensitivity.sort(key=lambda row: -row["cosine_min"])
     chosen: list[str] = []
     for row in plan.sensitivity:
-        if row["cosine_min"] < min_cosine:
+        if budgets.get("min_cosine") is not None and row["cosine_min"] < budgets["min_cosine"]:
             break  # alone it misses the budget: it and every more sensitive kind stay float
         trial = chosen + [row["op"]]
         figures = evaluator.figures(quantize(calibrated, float_ops=[k for k in kinds if k not in trial]))
-        if figures["cosine_min"] >= min_cosine:
+        if meets(figures):
             chosen, plan.figures = trial, figures
         log.info("int8 %s: min cosine %.4f -> %s", "+".join(trial), figures["cosine_min"],
                  "kept" if chosen is trial else "float")
@@ -145,7 +155,7 @@ def search(calibrated: bytes, evaluator: Evaluator, min_cosine: float = DEFAULT_
     return plan
 
 
-def split_samples(samples, share: float = 0.5):
+def split_samples(samples):
     """(calibration, held-out) halves, alternating, so both cover the whole file."""
     from .calibration import Samples
 
@@ -159,10 +169,9 @@ def split_samples(samples, share: float = 0.5):
 
 def build_selective(source, samples, context, request) -> bytes:
     """The `selective-int8` mode: calibrate on half the samples, search on the other half."""
-    min_cosine = (request.budgets or {}).get("min_cosine") or DEFAULT_MIN_COSINE
     calibration, held_out = split_samples(samples)
     calibrated = calibrate(source, calibration, context)
-    plan = search(calibrated, Evaluator(source, held_out), min_cosine)
+    plan = search(calibrated, Evaluator(source, held_out), default_budgets(request))
     context.options["report"] = {"selective": plan.to_dict()}
     return quantize(calibrated, plan.float_ops)
 

@@ -51,12 +51,13 @@ def main() -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
+    from tfedge_device.text import TextModel
+
     from tfedge.auto import median_latency_ms
     from tfedge.convert import ConvertRequest, convert
     from tfedge.sources import LoadOptions, load_source
     from tfedge.transformers import read_sentences
     from tfedge.verify import cosine
-    from tfedge_device.text import TextModel
 
     model_dir = args.model or minilm_dir()
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_transformer_"))

@@ -38,7 +38,7 @@ class TextEncoder:
         tokenizers = _tokenizers()
         try:
             self.tokenizer = tokenizers.Tokenizer.from_file(str(path))
-        except Exception as err:  # tokenizers raises a bare Exception for a broken file
+        except Exception as err:  # noqa: BLE001 - tokenizers raises a bare Exception for a broken file
             raise BadInput(f"cannot read tokenizer {path.name}: {' '.join(str(err).split())[:200]}") from None
         self.seq_len = int(seq_len)
         self.tokenizer.enable_truncation(self.seq_len)
