@@ -80,7 +80,8 @@ def minilm_family(work: Path) -> dict | None:
     inputs = work / "minilm_inputs.npz"
     export_inputs(source, load, sentences, inputs)
     return {"model": "all-MiniLM-L6-v2 (seq 64)", "variants": [source] + [str(p) for p in paths],
-            "data": str(inputs), "load": {"task": "sentence-embedding", "seq_len": 64}}
+            "data": str(inputs), "load": {"task": "sentence-embedding", "seq_len": 64},
+            "data_label": f"{len(SENTENCES)} sentences (tools/bench_table.py), cosine to the source"}
 
 
 def export_inputs(source: str, load, sentences: Path, out: Path) -> None:
@@ -180,6 +181,7 @@ def main(argv=None) -> int:
             for row in result["rows"]:
                 row["why"]["accuracy"] = row["why"]["drop"] = family["no_accuracy"]
         result["model"] = family["model"]
+        result["data"] = family.get("data_label", result["data"])
         result["seconds"] = round(time.perf_counter() - started, 1)
         write_reports(result, work / f"report_{name}")
         results[name] = result
