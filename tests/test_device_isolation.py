@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -72,23 +73,67 @@ def test_device_cli_runs_with_tensorflow_blocked(digits_int8, digits_dir):
     assert [r["classes"][0]["id"] for r in classified["results"]] == list(range(10))
 
 
+def fresh_venv(root: Path, *requirements: str, device_deps: bool = True) -> tuple[Path, dict]:
+    """A new venv at root with `requirements` and a copy of device/ (pip builds in the tree it is given)."""
+    venv.create(root / "venv", with_pip=True)
+    python = root / "venv" / "bin" / "python"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "TFEDGE_RUNTIME"))}
+    source = root / "device"
+    shutil.copytree(DEVICE / "tfedge_device", source / "tfedge_device", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(DEVICE / name, source / name)
+    pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    steps = ([pip + list(requirements)] if requirements else []) + [pip + ([] if device_deps else ["--no-deps"]) + [source]]
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True, timeout=900, env=env, cwd=root)
+        assert done.returncode == 0, done.stderr[-3000:]
+    return root / "venv" / "bin", env
+
+
 @pytest.mark.slow
 def test_device_alone_installs_in_a_fresh_venv_and_matches_the_host(digits_int8, digits_dir, tmp_path, tfedge_run):
     """pip install ./device into an empty venv (pip's wheel cache is reused), then tfedge-run classify."""
-    env_dir = tmp_path / "venv"
-    venv.create(env_dir, with_pip=True)
-    python = env_dir / "bin" / "python"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-    install = subprocess.run([python, "-m", "pip", "install", "--disable-pip-version-check", "-q", str(DEVICE)],
-                             capture_output=True, text=True, timeout=900, env=env)
-    assert install.returncode == 0, install.stderr[-3000:]
+    bin_dir, env = fresh_venv(tmp_path)
+    python = bin_dir / "python"
     probe = subprocess.run([python, "-c", "import importlib.util as u; print([n for n in ('tensorflow', 'keras', "
                             "'tfedge') if u.find_spec(n)])"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert probe.stdout.strip() == "[]", probe  # nothing of the host came along
     args = ["classify", str(digits_int8), "-i", str(digits_dir / "images"), "-k", "10", "-t", "0", "--json"]
-    alone = subprocess.run([env_dir / "bin" / "tfedge-run", *args], capture_output=True, text=True, env=env,
+    alone = subprocess.run([bin_dir / "tfedge-run", *args], capture_output=True, text=True, env=env,
                            timeout=300, cwd=tmp_path)
     assert alone.returncode == 0, alone.stderr
     host = tfedge_run(*args)
     assert [r["classes"] for r in json.loads(alone.stdout)["results"]] == \
         [r["classes"] for r in json.loads(host.stdout)["results"]]
+
+
+@pytest.mark.slow
+def test_tflite_runtime_fallback_says_what_it_cannot_do(digits_int8, digits_dir, tmp_path, tfedge_run):
+    """Only tflite-runtime 2.14 (the [tflite-runtime] extra's pins, no LiteRT): picked automatically, named by
+    info with its limitations, runs the int8 model like LiteRT, and refuses a TF 2.21 dynamic-range model
+    with exit 3 naming the runtime and the fix."""
+    from tfedge.convert import ConvertRequest, convert
+
+    dynamic = tmp_path / "digits_dynamic.tflite"
+    convert(ConvertRequest(source=str(digits_dir / "digits.keras"), output=dynamic, mode="dynamic",
+                           calib=str(digits_dir / "calib"), show_progress=False, verify_count=0))
+    bin_dir, env = fresh_venv(tmp_path, "tflite-runtime==2.14.*", "numpy<2", "pillow>=9", "tflite>=2.10",
+                              device_deps=False)
+
+    def run(*args):
+        return subprocess.run([bin_dir / "tfedge-run", *map(str, args)], capture_output=True, text=True, env=env,
+                              timeout=300, cwd=tmp_path)
+
+    info = json.loads(run("info", digits_int8, "--json").stdout)["runtime"]
+    assert info["runtime"] == "tflite-runtime" and info["version"].startswith("2.14")
+    assert "FULLY_CONNECTED v12" in info["limitations"] and "numpy<2" in info["limitations"]
+    args = ["classify", digits_int8, "-i", digits_dir / "images", "-k", "3", "-t", "0", "--json"]
+    old, new = json.loads(run(*args).stdout), json.loads(tfedge_run(*args).stdout)
+    assert old["runtime"].startswith("tflite-runtime 2.14")
+    for a, b in zip(old["results"], new["results"]):
+        assert a["classes"][0]["id"] == b["classes"][0]["id"]
+        assert abs(a["classes"][0]["score"] - b["classes"][0]["score"]) <= 1 / 256 + 1e-6  # one int8 step
+    refused = run("classify", dynamic, "-i", digits_dir / "images" / "digit_1.png")
+    assert refused.returncode == 3 and "Traceback" not in refused.stderr, refused.stderr
+    assert "tflite-runtime 2.14" in refused.stderr and "FULLY_CONNECTED" in refused.stderr
+    assert "pip install ai-edge-litert" in refused.stderr
