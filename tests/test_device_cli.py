@@ -254,3 +254,15 @@ def test_top_k_breaks_ties_by_class_id_and_applies_the_threshold():
     scores = [0.1, 0.5, 0.2, 0.2, 0.0]
     assert [c.id for c in top_k(scores, 3, 0.0)] == [1, 2, 3]
     assert [(c.id, c.label) for c in top_k(scores, 9, 0.15, list("abcde"))] == [(1, "b"), (2, "c"), (3, "d")]
+
+
+def test_reader_closing_the_pipe_is_quiet(digits_int8, digits_dir):
+    import subprocess
+
+    from conftest import VENV_BIN
+
+    command = (f"'{VENV_BIN / 'tfedge-run'}' classify '{digits_int8}' -i '{digits_dir / 'images'}' "
+               f"'{digits_dir / 'calib'}' | head -1")
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, timeout=120)
+    assert result.stdout.count("\n") == 1 and result.stderr == "", result.stderr
+    assert result.returncode == 141

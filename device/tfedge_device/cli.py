@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from . import __version__
@@ -86,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         code = command_module(args.command).run(args)
     except SystemExit as done:  # argparse: --help, --version, usage errors
         code = done.code if isinstance(done.code, int) else BAD_INPUT
+    except BrokenPipeError:  # `tfedge-run classify ... | head`: the reader left; quiet, like other Unix tools
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except BaseException as err:  # noqa: BLE001 - the CLI edge: one line and an exit code for everything
         code = report(err, PROG)
     sys.stdout.flush()
