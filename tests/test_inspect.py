@@ -96,6 +96,16 @@ def test_human_output(tfedge, digits_int8):
         assert word in result.stdout, word
 
 
+def test_stale_manifest_is_shown_and_flagged(tfedge, tmp_path, digits_float, digits_int8):
+    model = tmp_path / "model.tflite"
+    model.write_bytes(digits_float.read_bytes())
+    (tmp_path / "model.json").write_text(digits_int8.with_suffix(".json").read_text())  # another model's
+    result = tfedge("inspect", model)
+    assert result.returncode == 0, result
+    assert "STALE" in result.stdout
+    assert _inspect(tfedge, model)["manifest_matches_model"] is False
+
+
 def test_bad_inputs(tfedge, tmp_path, digits_float):
     assert_clean_error(tfedge("inspect", tmp_path / "missing.tflite"), 2, "not found")
     junk = tmp_path / "junk.tflite"

@@ -7,6 +7,7 @@ tfedge.compat. MACs are multiply-accumulates; FLOPs = 2 x MACs (the convention o
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from pathlib import Path
 
@@ -94,7 +95,8 @@ def inspect(path: str | Path, check_runtimes: bool = True) -> dict:
     path = Path(path)
     data = read_model_bytes(path)  # refuses non-models with a clear message before the schema reader
     model = _graph(path)
-    manifest = read_manifest(path, check_hash=False)
+    manifest = read_manifest(path, check_hash=False)  # shown even when stale: the mismatch is reported
+    manifest_matches = manifest is None or manifest["model_sha256"] == hashlib.sha256(data).hexdigest()
     tensors = []
     for tensor in model.tensors:
         tensors.append({"name": tensor.name, "shape": list(tensor.shape), "dtype": tensor.dtype,
@@ -131,6 +133,7 @@ def inspect(path: str | Path, check_runtimes: bool = True) -> dict:
         "min_runtime_version": model.min_runtime_version,
         "edgetpu_custom_op": needs_edgetpu(data),
         "manifest": manifest,
+        "manifest_matches_model": manifest_matches,
     }
     if check_runtimes:
         result["compatibility"] = compat.check(path, [(op.name, op.version) for op in model.ops],

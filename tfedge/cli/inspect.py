@@ -71,6 +71,8 @@ def print_result(r: dict, show_tensors: bool) -> None:
     manifest = r["manifest"]
     echo("\nManifest: " + ("none (no " + Path(r["model"]).with_suffix(".json").name + ")" if not manifest else
                           f"mode {manifest.get('mode')}, task {manifest.get('task')}, created {manifest.get('created')}"))
+    if manifest and not r["manifest_matches_model"]:
+        echo("  STALE: the manifest's sha256 does not match the model (re-run `tfedge convert`)")
     if manifest and manifest.get("verification"):
         figures = manifest["verification"]
         agreement = figures.get("top1_agreement")
