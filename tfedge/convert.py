@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -51,8 +52,6 @@ def check_output_path(output: Path) -> None:
     parent = output.parent
     if not parent.is_dir():
         raise BadInput(f"output directory does not exist: {parent}")
-    import os
-
     if not os.access(parent, os.W_OK):
         raise BadInput(f"output directory is not writable: {parent}")
 
@@ -158,27 +157,33 @@ def convert(request: ConvertRequest) -> dict:
         model_bytes = finalize(model_bytes)
     timings["convert_s"] = time.perf_counter() - mark
 
-    with atomic_path(output) as tmp:
-        write_bytes(tmp, model_bytes)
-        model = Model(tmp)
-        if labels is not None and model.outputs and len(model.outputs[0].shape) == 2:
-            check_labels(labels, model.outputs[0].shape[-1], "--labels")
-        mark = time.perf_counter()
-        verification = verify(source, model, samples.head(request.verify_count)) if request.verify_count else None
-        timings["verify_s"] = time.perf_counter() - mark
-        if verification is not None:
-            enforce_budgets(verification, request.budgets)
-        manifest = build_manifest(request, mode, io_type, source, model, preset, labels, samples, verification)
-        if context.options.get("report"):
-            manifest["search"] = context.options["report"]
+    staged = None  # the new manifest, complete, until it is renamed into place
     try:
-        for name, path in source.extra_files.items():
-            write_bytes(output.parent / name, Path(path).read_bytes())
-        manifest["model_file"] = output.name
-        write_manifest(output, manifest)
-    except BaseException:
-        output.unlink(missing_ok=True)
-        raise
+        with atomic_path(output) as tmp:
+            write_bytes(tmp, model_bytes)
+            model = Model(tmp)
+            if labels is not None and model.outputs and len(model.outputs[0].shape) == 2:
+                check_labels(labels, model.outputs[0].shape[-1], "--labels")
+            mark = time.perf_counter()
+            verification = (verify(source, model, samples.head(request.verify_count))
+                            if request.verify_count else None)
+            timings["verify_s"] = time.perf_counter() - mark
+            if verification is not None:
+                enforce_budgets(verification, request.budgets)
+            manifest = build_manifest(request, mode, io_type, source, model, preset, labels, samples,
+                                      verification)
+            if context.options.get("report"):
+                manifest["search"] = context.options["report"]
+            for name, path in source.extra_files.items():
+                write_bytes(output.parent / name, Path(path).read_bytes())
+            manifest["model_file"] = output.name
+            # Model and manifest both complete before either is renamed: a failure (disk full, Ctrl-C) up to
+            # here leaves an existing OUT.tflite and OUT.json exactly as they were.
+            staged = write_manifest(tmp, {**manifest, "model": output.name})
+        os.replace(staged, manifest_path(output))
+    finally:
+        if staged is not None:
+            staged.unlink(missing_ok=True)
     timings["total_s"] = time.perf_counter() - started
     return {
         "output": str(output),
