@@ -105,14 +105,14 @@ def in_small_filesystem(directory: Path, mount_options: str, *args, listing: Pat
     if shutil.which("unshare") is None:
         pytest.skip("unshare is not installed")
     probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=32k tmpfs {directory}"],
-                           capture_output=True, text=True)
+                           check=False, capture_output=True, text=True)
     if probe.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs in a mount namespace here: {probe.stderr.strip()[:200]}")
     plant = "" if "ro" in mount_options.split(",") else f'printf "{OLD.decode().strip()}\\n" > "$0/out.tflite"; '
     script = (f'mount -t tmpfs -o {mount_options} tmpfs "$0" && {plant}"$@"; code=$?; '
               f'ls -A "$0" > {listing}; cat "$0/out.tflite" >> {listing} 2>/dev/null; exit $code')
     return subprocess.run(["unshare", "-m", "sh", "-c", script, str(directory), str(VENV_BIN / "tfedge"),
-                           *map(str, args)], capture_output=True, text=True, timeout=600)
+                           *map(str, args)], check=False, capture_output=True, text=True, timeout=600)
 
 
 def test_disk_full_during_write_leaves_the_old_output(digits_dir, tmp_path):
@@ -143,7 +143,7 @@ def test_ctrl_c_during_conversion_leaves_no_partial_file(digits_dir, tmp_path):
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(7)  # TensorFlow imported; loading, calibrating or converting
     process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=300)
+    _, stderr = process.communicate(timeout=300)
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr, stderr
     assert sorted(os.listdir(tmp_path)) == ["out.tflite"] and out.read_bytes() == OLD
@@ -154,13 +154,38 @@ def test_atomic_path_keeps_the_old_file_when_interrupted_mid_write(tmp_path):
 
     target = tmp_path / "model.tflite"
     target.write_bytes(OLD)
-    with pytest.raises(KeyboardInterrupt):
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(b"half a mod")
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half a mod")
+        raise KeyboardInterrupt
     assert os.listdir(tmp_path) == ["model.tflite"] and target.read_bytes() == OLD
 
 
 def test_unknown_command_and_bad_flag(tfedge):
     assert_clean_error(run_command("tfedge", "frobnicate"), 2, "frobnicate")
     assert_clean_error(tfedge("convert", "x.keras"), 2, "--output")
+
+
+def test_manifest_write_failure_keeps_the_old_model_and_manifest(digits_dir, tmp_path, monkeypatch):
+    """Disk full exactly when the manifest is written: the old model and manifest both survive."""
+    import errno
+
+    from tfedge import convert as convert_module
+    from tfedge.convert import ConvertRequest, convert
+    from tfedge_device.errors import EnvironmentMissing
+    from tfedge_device.fileio import write_text
+
+    out = tmp_path / "out.tflite"
+    out.write_bytes(OLD)
+    out.with_suffix(".json").write_bytes(OLD)
+
+    def disk_full(model_path, manifest):  # the real writer, into a file that cannot grow
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("os.fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left")))
+            return write_text(Path(model_path).with_suffix(".json"), "{}")
+
+    monkeypatch.setattr(convert_module, "write_manifest", disk_full)
+    with pytest.raises(EnvironmentMissing, match="no space left"):
+        convert(ConvertRequest(source=str(digits_dir / "digits.keras"), output=out, verify_count=2,
+                               show_progress=False))
+    assert sorted(os.listdir(tmp_path)) == ["out.json", "out.tflite"]
+    assert out.read_bytes() == OLD and out.with_suffix(".json").read_bytes() == OLD
