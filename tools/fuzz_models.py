@@ -176,7 +176,8 @@ class Harness:
 
 def run_subprocess(argv: list[str], env: dict) -> tuple[int | None, str]:
     tfedge_run = Path(sys.executable).parent / "tfedge-run"
-    done = subprocess.run([str(tfedge_run), *argv], capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run([str(tfedge_run), *argv], check=False, capture_output=True, text=True,
+                          env=env, timeout=600)
     return done.returncode, done.stderr
 
 

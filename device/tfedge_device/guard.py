@@ -245,8 +245,8 @@ def probe(data: bytes, runtime, name: str = "model") -> float | None:
     started = time.perf_counter()
     env = {**os.environ, "TFEDGE_RUNTIME": runtime.name, "TFEDGE_PROBE": "0"}
     try:
-        child = subprocess.run([sys.executable, "-m", __name__], input=data, capture_output=True, env=env,
-                               timeout=PROBE_TIMEOUT_S)
+        child = subprocess.run([sys.executable, "-m", __name__], check=False, input=data, capture_output=True,
+                               env=env, timeout=PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise BadInput(f"the runtime did not finish loading {name} within {PROBE_TIMEOUT_S:.0f} s (probe)",
                        hint="set TFEDGE_PROBE_TIMEOUT=SECONDS for a very large model") from None
