@@ -58,7 +58,7 @@ def test_classify_matches_host_verification_and_labels(tfedge_run, digits_int8, 
 
 
 def test_single_image_prints_pycoral_layout_with_count(tfedge_run, digits_int8, images):
-    result = tfedge_run("classify", digits_int8, "-i", images[3], "-c", "3", "-k", "2")
+    result = tfedge_run("classify", "-m", digits_int8, "-i", images[3], "-c", "3", "-k", "2")  # pycoral's flags
     assert result.returncode == 0, result
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "----INFERENCE TIME----" and lines[4] == "-------RESULTS--------", result
@@ -194,6 +194,8 @@ def test_grayscale_into_an_rgb_input_is_replicated(digits_dir):
     (("classify", "{model}", "-i", "{tmp}"), 2, ["no images found"]),
     (("classify", "{tmp}/none.tflite", "-i", "{tmp}"), 2, ["not found"]),
     (("classify", "{model}"), 2, ["--input"]),
+    (("classify", "-i", "{tmp}"), 2, ["no model given"]),
+    (("info", "{model}", "-m", "{notmodel}"), 2, ["two models given"]),
     (("classify", "{model}", "-i", "{tmp}", "-k", "0"), 2, ["must be >= 1"]),
     (("bench", "{notmodel}"), 2, ["not a TFLite model"]),
     (("info", "{tmp}"), 2, ["directory"]),

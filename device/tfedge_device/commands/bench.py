@@ -8,21 +8,11 @@ from __future__ import annotations
 
 import json
 
-
-def positive(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
+from .options import add_model, positive, take_model
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="The .tflite model.")
+    add_model(parser, "The .tflite model (or a bundle).")
     parser.add_argument("--threads", type=positive, default=None, help="Interpreter threads (default: runtime's).")
     parser.add_argument("--runs", type=positive, default=50, help="Timed runs (default 50).")
     parser.add_argument("--warmup", type=int, default=5, help="Warm-up runs before the timed ones (default 5).")
@@ -34,6 +24,7 @@ def run(args) -> int:
     from ..bench import benchmark, format_result
     from ..bundle import resolve_model_args
 
+    take_model(args)
     resolve_model_args(args)  # a bundle -> its checked model variant
     result = {"model": args.model, "threads": args.threads,
               **benchmark(args.model, runs=args.runs, warmup=args.warmup, threads=args.threads,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import statistics
 
-from .bench import positive
+from .options import add_model, positive, take_model
 
 EDGETPU_NOTE = ("Note: The first inference on Edge TPU is slow because it includes loading the model "
                 "into Edge TPU memory.")
@@ -21,7 +21,7 @@ EDGETPU_NOTE = ("Note: The first inference on Edge TPU is slow because it includ
 def add_arguments(parser) -> None:
     from ..preprocess import RESAMPLE, PRESETS
 
-    parser.add_argument("model", metavar="MODEL", help="The .tflite model (its manifest MODEL.json beside it).")
+    add_model(parser, "The .tflite model (its manifest MODEL.json beside it), or a bundle.")
     parser.add_argument("-i", "--input", nargs="+", required=True, metavar="IMG|DIR",
                         help="Image files and/or folders (searched recursively).")
     parser.add_argument("-l", "--labels", help="Label file (`0 cat`, `0: cat` or one a line); default: manifest's.")
@@ -84,6 +84,7 @@ def run(args) -> int:
     from ..errors import BadInput
     from ..preprocess import list_images
 
+    take_model(args)
     resolve_model_args(args)  # a bundle -> its checked model variant
     classifier = Classifier(args.model, threads=args.threads, edgetpu=args.edgetpu, labels=args.labels,
                             preset=args.preset, resize=args.resize)

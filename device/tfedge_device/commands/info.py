@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 
+from .options import add_model, take_model
+
 
 def add_arguments(parser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="The .tflite model.")
+    add_model(parser, "The .tflite model (or a bundle).")
     parser.add_argument("--edgetpu", action="store_true", help="Load the model with the Edge TPU delegate.")
     parser.add_argument("--json", dest="as_json", action="store_true", help="Print one JSON object on stdout only.")
 
@@ -106,6 +108,7 @@ def print_info(info: dict) -> None:
 def run(args) -> int:
     from ..bundle import resolve_model_args
 
+    take_model(args)
     resolve_model_args(args)  # a bundle -> its checked model variant
     info = model_info(args.model, args.edgetpu)
     if args.as_json:
