@@ -187,16 +187,30 @@ class Model:
                 )
             if spec.dtype.kind in "iu" and not spec.quantized and value.dtype.kind not in "iu":  # integer dtypes
                 raise BadInput(f"input {spec.name!r} takes integers ({spec.dtype.name}), got {value.dtype.name}")
-            self._interpreter.set_tensor(spec.index, quantize(value, spec))
+            try:
+                self._interpreter.set_tensor(spec.index, quantize(value, spec))
+            except _LOAD_ERRORS as err:
+                raise self._failed(err, "setting the inputs of") from None
 
     def invoke(self) -> None:
-        self._interpreter.invoke()
+        try:
+            self._interpreter.invoke()
+        except _LOAD_ERRORS as err:  # a damaged model can load and still fail here (found by tools/fuzz_models.py)
+            raise self._failed(err, "running") from None
+
+    def _failed(self, err: Exception, doing: str) -> BadInput:
+        detail = " ".join(str(err).split())[:300] or type(err).__name__
+        return BadInput(f"the runtime failed {doing} {self.path.name}: {detail}",
+                        hint="the model is damaged, or uses something this runtime cannot run")
 
     def get_outputs(self) -> list[np.ndarray]:
         """Every output, dequantized to float32 (integer non-quantized outputs are returned as they are)."""
         result = []
         for spec in self.outputs:
-            raw = self._interpreter.get_tensor(spec.index)
+            try:
+                raw = self._interpreter.get_tensor(spec.index)
+            except _LOAD_ERRORS as err:
+                raise self._failed(err, "reading the outputs of") from None
             result.append(dequantize(raw, spec) if spec.quantized or raw.dtype.kind == "f" else raw.copy())
         return result
 
