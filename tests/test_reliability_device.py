@@ -241,3 +241,31 @@ def test_converter_output_is_trusted_without_a_probe(tmp_path, monkeypatch, digi
     data = digits_float.read_bytes() + b"\0" * 8  # bytes no cache has seen
     guard.trust(data)
     assert guard.probe(data, get_runtime()) is None
+
+
+class _FailingInterpreter:
+    """TEST DOUBLE: what LiteRT did on damaged models the fuzzer found (they load, then fail at invoke)."""
+
+    def __init__(self, real):
+        self.real = real
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def invoke(self):
+        raise RuntimeError("Input tensor 7 lacks data")
+
+    def get_tensor(self, index):
+        raise ValueError("Tensor data is null. Run allocate_tensors() first")
+
+
+def test_runtime_errors_after_loading_are_bad_input(digits_float, digits_test):
+    from tfedge_device.errors import BadInput
+    from tfedge_device.model import Model
+
+    model = Model(digits_float)
+    model._interpreter = _FailingInterpreter(model.interpreter)
+    with pytest.raises(BadInput, match="the runtime failed running digits_float32.tflite: Input tensor 7"):
+        model.predict(digits_test[0][:1])
+    with pytest.raises(BadInput, match="failed reading the outputs of digits_float32.tflite: Tensor data is null"):
+        model.get_outputs()
