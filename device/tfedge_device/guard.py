@@ -243,14 +243,22 @@ def probe(data: bytes, runtime, name: str = "model") -> float | None:
     entry = _cache_entry(digest, runtime)
     if digest in _trusted or (mode == "auto" and entry.exists()):
         return None
+    if not sys.executable:  # an embedded interpreter: no child can be started
+        log.warning("cannot probe %s (no Python executable); loading it unprobed", name)
+        return None
     started = time.perf_counter()
-    env = {**os.environ, "TFEDGE_RUNTIME": runtime.name, "TFEDGE_PROBE": "0"}
+    package_root = str(Path(__file__).resolve().parents[1])  # the child imports this very package
+    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "TFEDGE_RUNTIME": runtime.name, "TFEDGE_PROBE": "0", "PYTHONPATH": path}
     try:
         child = subprocess.run([sys.executable, "-m", __name__], check=False, input=data, capture_output=True,
                                env=env, timeout=PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise BadInput(f"the runtime did not finish loading {name} within {PROBE_TIMEOUT_S:.0f} s (probe)",
                        hint="set TFEDGE_PROBE_TIMEOUT=SECONDS for a very large model") from None
+    except OSError as err:  # cannot fork (memory) or exec: degrade to loading unprobed, and say so
+        log.warning("cannot probe %s (%s); loading it unprobed", name, err)
+        return None
     seconds = time.perf_counter() - started
     log.debug("probe of %s: exit %s in %.3f s", name, child.returncode, seconds)
     if child.returncode < 0:
@@ -258,7 +266,8 @@ def probe(data: bytes, runtime, name: str = "model") -> float | None:
                        f"refused: the file is damaged or hostile",
                        hint="copy or convert the model again")
     if child.returncode != 0 or "ok" not in _outcome(child.stdout):
-        raise BadInput(f"the runtime failed loading {name} in the probe (exit {child.returncode})",
+        last = (child.stderr.decode("utf-8", "replace").strip().splitlines() or [""])[-1][:200]
+        raise BadInput(f"the runtime failed loading {name} in the probe (exit {child.returncode}: {last})",
                        hint="copy or convert the model again")
     # The runtime survived: it loaded, or raised a Python error that the in-process load raises again as
     # one line (an invoke on zeros may fail where real inputs do not, e.g. a DIV by an all-zero mask).
