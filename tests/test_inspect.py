@@ -115,3 +115,17 @@ def test_bad_inputs(tfedge, tmp_path, digits_float):
     truncated.write_bytes(digits_float.read_bytes()[:200])
     assert_clean_error(tfedge("inspect", truncated), 2, "truncated.tflite")
     assert_clean_error(tfedge("inspect", tmp_path), 2, "directory")
+
+
+def test_edgetpu_compiled_model_is_judged_without_loading(tfedge, tmp_path):
+    from test_device_edgetpu import edgetpu_shaped_model  # a model shaped like edgetpu_compiler's output
+
+    model = tmp_path / "m_edgetpu.tflite"
+    model.write_bytes(edgetpu_shaped_model())
+    info = _inspect(tfedge, model)
+    assert info["edgetpu_custom_op"] is True
+    assert any(o["op"] == "edgetpu-custom-op" for o in info["operators"])
+    compat = info["compatibility"]
+    assert compat["unknown_to_table"] == []  # custom ops carry no builtin version
+    for verdict in compat["runtimes"]:
+        assert verdict["method"] == "release table" and "libedgetpu" in verdict["reason"]

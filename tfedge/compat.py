@@ -292,5 +292,7 @@ def check(model_path: str | Path, ops: list[tuple[str, int]], metadata_min: str 
         else:
             verdict["ok"] = True
             verdict["reason"] = f"needs {needs['min_release']}, has {release}"
+        if edgetpu_model:
+            verdict["reason"] += "; and on the device the Edge TPU delegate (libedgetpu) with a Coral attached"
         verdicts.append(verdict)
     return {**needs, "runtimes": verdicts}

@@ -136,8 +136,9 @@ def inspect(path: str | Path, check_runtimes: bool = True) -> dict:
         "manifest_matches_model": manifest_matches,
     }
     if check_runtimes:
-        result["compatibility"] = compat.check(path, [(op.name, op.version) for op in model.ops],
-                                               model.min_runtime_version, edgetpu_model=needs_edgetpu(data))
+        builtin_ops = [(op.name, op.version) for op in model.ops if not op.is_custom]  # custom ops: no versions
+        result["compatibility"] = compat.check(path, builtin_ops, model.min_runtime_version,
+                                               edgetpu_model=needs_edgetpu(data))
     return result
 
 
