@@ -58,10 +58,14 @@ def edgetpu_shaped_model() -> bytes:
     tflite.OperatorAddOutputs(builder, op_outputs)
     operator = tflite.OperatorEnd(builder)
 
-    tensor_vector = _vector(builder, tflite.SubGraphStartTensorsVector, tensors, builder.PrependUOffsetTRelative)
+    tensor_vector = _vector(
+        builder, tflite.SubGraphStartTensorsVector, tensors, builder.PrependUOffsetTRelative
+    )
     graph_inputs = _vector(builder, tflite.SubGraphStartInputsVector, [0], builder.PrependInt32)
     graph_outputs = _vector(builder, tflite.SubGraphStartOutputsVector, [1], builder.PrependInt32)
-    operators = _vector(builder, tflite.SubGraphStartOperatorsVector, [operator], builder.PrependUOffsetTRelative)
+    operators = _vector(
+        builder, tflite.SubGraphStartOperatorsVector, [operator], builder.PrependUOffsetTRelative
+    )
     graph_name = builder.CreateString("main")
     tflite.SubGraphStart(builder)
     tflite.SubGraphAddTensors(builder, tensor_vector)
@@ -75,10 +79,16 @@ def edgetpu_shaped_model() -> bytes:
     for _ in range(3):  # buffer 0 is the empty sentinel; the tensors' buffers are empty (not constants)
         tflite.BufferStart(builder)
         buffers.append(tflite.BufferEnd(builder))
-    opcodes = _vector(builder, tflite.ModelStartOperatorCodesVector, [opcode], builder.PrependUOffsetTRelative)
-    subgraphs = _vector(builder, tflite.ModelStartSubgraphsVector, [subgraph], builder.PrependUOffsetTRelative)
+    opcodes = _vector(
+        builder, tflite.ModelStartOperatorCodesVector, [opcode], builder.PrependUOffsetTRelative
+    )
+    subgraphs = _vector(
+        builder, tflite.ModelStartSubgraphsVector, [subgraph], builder.PrependUOffsetTRelative
+    )
     buffer_vector = _vector(builder, tflite.ModelStartBuffersVector, buffers, builder.PrependUOffsetTRelative)
-    description = builder.CreateString("crafted by tests/test_device_edgetpu.py: the shape of a compiled model")
+    description = builder.CreateString(
+        "crafted by tests/test_device_edgetpu.py: the shape of a compiled model"
+    )
     tflite.ModelStart(builder)
     tflite.ModelAddVersion(builder, 3)
     tflite.ModelAddOperatorCodes(builder, opcodes)
@@ -109,7 +119,9 @@ def test_crafted_model_is_a_valid_flatbuffer_with_the_custom_op(compiled):
 
 def test_cli_refuses_it_without_the_delegate_and_needs_the_library_with_it(tfedge_run, compiled, digits_dir):
     image = digits_dir / "images" / "digit_0.png"
-    assert_clean_error(tfedge_run("classify", compiled, "-i", image), 2, "compiled for the Edge TPU", "--edgetpu")
+    assert_clean_error(
+        tfedge_run("classify", compiled, "-i", image), 2, "compiled for the Edge TPU", "--edgetpu"
+    )
     result = tfedge_run("classify", compiled, "-i", image, "--edgetpu")
     assert_clean_error(result, 3, "libedgetpu.so.1", "apt-get install libedgetpu1-std")
     info = tfedge_run("info", compiled)

@@ -14,20 +14,24 @@ import sys
 import pytest
 from conftest import ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.emulator]
 TOOL = ROOT / "tools" / "pi-emulator"
 
 
 @pytest.fixture(scope="module")
 def emulator():
     """Run `tools/pi-emulator ARGS` -> CompletedProcess; builds (or reuses) the emulator first."""
-    built = subprocess.run([sys.executable, TOOL, "build"], capture_output=True, text=True, timeout=1200)
+    built = subprocess.run(
+        [sys.executable, TOOL, "build"], capture_output=True, text=True, timeout=1200, check=False
+    )
     if built.returncode == 3:
         pytest.skip(built.stderr.strip().splitlines()[-1])
     assert built.returncode == 0, built.stderr
 
     def run(*args):
-        return subprocess.run([sys.executable, TOOL, *map(str, args)], capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            [sys.executable, TOOL, *map(str, args)], capture_output=True, text=True, timeout=600, check=False
+        )
 
     return run
 
@@ -36,7 +40,11 @@ def test_emulated_pi4_is_aarch64_with_litert(emulator, digits_int8):
     result = emulator("tfedge-run", "info", digits_int8, "--json")
     assert result.returncode == 0, result.stderr
     runtime = json.loads(result.stdout)["runtime"]
-    assert runtime["machine"] == "aarch64" and runtime["runtime"] == "litert" and runtime["python"].startswith("3.11")
+    assert (
+        runtime["machine"] == "aarch64"
+        and runtime["runtime"] == "litert"
+        and runtime["python"].startswith("3.11")
+    )
 
 
 def test_emulated_classify_equals_x86(emulator, digits_int8, digits_dir, tfedge_run):
@@ -47,7 +55,9 @@ def test_emulated_classify_equals_x86(emulator, digits_int8, digits_dir, tfedge_
     assert x86.returncode == 0, x86
     arm_results, x86_results = json.loads(arm.stdout)["results"], json.loads(x86.stdout)["results"]
     assert [r["image"] for r in arm_results] == [r["image"] for r in x86_results]
-    assert [r["classes"] for r in arm_results] == [r["classes"] for r in x86_results]  # ids and scores, exactly
+    assert [r["classes"] for r in arm_results] == [
+        r["classes"] for r in x86_results
+    ]  # ids and scores, exactly
     assert [r["classes"][0]["id"] for r in arm_results] == list(range(10))
 
 
@@ -55,5 +65,9 @@ def test_emulated_bad_image_is_the_same_one_line_error(emulator, digits_int8, tm
     (tmp_path / "empty.png").write_bytes(b"")
     result = emulator("tfedge-run", "classify", digits_int8, "-i", tmp_path / "empty.png")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert result.stderr.strip().splitlines() == ["tfedge-run: error: cannot read image empty.png: cannot identify "
-                                                  f"image file '{tmp_path / 'empty.png'}'"]
+    assert result.stderr.strip().splitlines() == [
+        (
+            "tfedge-run: error: cannot read image empty.png: cannot identify "
+            f"image file '{tmp_path / 'empty.png'}'"
+        )
+    ]

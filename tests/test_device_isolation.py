@@ -47,8 +47,12 @@ def imported_names(path: Path) -> set[str]:
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module.split(".")[0])
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
-                "import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant):
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", "")) in ("import_module", "__import__")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
             names.add(str(node.args[0].value).split(".")[0])
     return names
 
@@ -61,11 +65,19 @@ def test_no_device_module_imports_tensorflow_or_the_host_package():
 
 
 def test_device_cli_runs_with_tensorflow_blocked(digits_int8, digits_dir):
-    commands = [["classify", str(digits_int8), "-i", str(digits_dir / "images"), "--json"],
-                ["info", str(digits_int8), "--json"],
-                ["bench", str(digits_int8), "--runs", "3", "--json"]]
-    result = subprocess.run([sys.executable, "-c", BLOCKER.format(forbidden=FORBIDDEN), json.dumps(commands)],
-                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    commands = [
+        ["classify", str(digits_int8), "-i", str(digits_dir / "images"), "--json"],
+        ["info", str(digits_int8), "--json"],
+        ["bench", str(digits_int8), "--runs", "3", "--json"],
+    ]
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCKER.format(forbidden=FORBIDDEN), json.dumps(commands)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stderr.strip().splitlines()[-1])
     assert outcome == {"codes": [0, 0, 0], "loaded": []}, result.stderr
@@ -77,34 +89,65 @@ def fresh_venv(root: Path, *requirements: str, device_deps: bool = True) -> tupl
     """A new venv at root with `requirements` and a copy of device/ (pip builds in the tree it is given)."""
     venv.create(root / "venv", with_pip=True)
     python = root / "venv" / "bin" / "python"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "TFEDGE_RUNTIME"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "TFEDGE_RUNTIME"))
+    }
     source = root / "device"
-    shutil.copytree(DEVICE / "tfedge_device", source / "tfedge_device", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        DEVICE / "tfedge_device", source / "tfedge_device", ignore=shutil.ignore_patterns("__pycache__")
+    )
     for name in ("setup.cfg", "pyproject.toml", "README.md"):
         shutil.copy(DEVICE / name, source / name)
     pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    steps = ([pip + list(requirements)] if requirements else []) + [pip + ([] if device_deps else ["--no-deps"]) + [source]]
+    steps = ([pip + list(requirements)] if requirements else []) + [
+        pip + ([] if device_deps else ["--no-deps"]) + [source]
+    ]
     for step in steps:
-        done = subprocess.run(step, capture_output=True, text=True, timeout=900, env=env, cwd=root)
+        done = subprocess.run(
+            step, capture_output=True, text=True, timeout=900, env=env, cwd=root, check=False
+        )
         assert done.returncode == 0, done.stderr[-3000:]
     return root / "venv" / "bin", env
 
 
 @pytest.mark.slow
-def test_device_alone_installs_in_a_fresh_venv_and_matches_the_host(digits_int8, digits_dir, tmp_path, tfedge_run):
+def test_device_alone_installs_in_a_fresh_venv_and_matches_the_host(
+    digits_int8, digits_dir, tmp_path, tfedge_run
+):
     """pip install ./device into an empty venv (pip's wheel cache is reused), then tfedge-run classify."""
     bin_dir, env = fresh_venv(tmp_path)
     python = bin_dir / "python"
-    probe = subprocess.run([python, "-c", "import importlib.util as u; print([n for n in ('tensorflow', 'keras', "
-                            "'tfedge') if u.find_spec(n)])"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    probe = subprocess.run(
+        [
+            python,
+            "-c",
+            (
+                "import importlib.util as u; print([n for n in ('tensorflow', 'keras', "
+                "'tfedge') if u.find_spec(n)])"
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
     assert probe.stdout.strip() == "[]", probe  # nothing of the host came along
     args = ["classify", str(digits_int8), "-i", str(digits_dir / "images"), "-k", "10", "-t", "0", "--json"]
-    alone = subprocess.run([bin_dir / "tfedge-run", *args], capture_output=True, text=True, env=env,
-                           timeout=300, cwd=tmp_path)
+    alone = subprocess.run(
+        [bin_dir / "tfedge-run", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=tmp_path,
+        check=False,
+    )
     assert alone.returncode == 0, alone.stderr
     host = tfedge_run(*args)
-    assert [r["classes"] for r in json.loads(alone.stdout)["results"]] == \
-        [r["classes"] for r in json.loads(host.stdout)["results"]]
+    assert [r["classes"] for r in json.loads(alone.stdout)["results"]] == [
+        r["classes"] for r in json.loads(host.stdout)["results"]
+    ]
 
 
 @pytest.mark.slow
@@ -115,14 +158,30 @@ def test_tflite_runtime_fallback_says_what_it_cannot_do(digits_int8, digits_dir,
     from tfedge.convert import ConvertRequest, convert
 
     dynamic = tmp_path / "digits_dynamic.tflite"
-    convert(ConvertRequest(source=str(digits_dir / "digits.keras"), output=dynamic, mode="dynamic",
-                           calib=str(digits_dir / "calib"), show_progress=False, verify_count=0))
-    bin_dir, env = fresh_venv(tmp_path, "tflite-runtime==2.14.*", "numpy<2", "pillow>=9", "tflite>=2.10",
-                              device_deps=False)
+    convert(
+        ConvertRequest(
+            source=str(digits_dir / "digits.keras"),
+            output=dynamic,
+            mode="dynamic",
+            calib=str(digits_dir / "calib"),
+            show_progress=False,
+            verify_count=0,
+        )
+    )
+    bin_dir, env = fresh_venv(
+        tmp_path, "tflite-runtime==2.14.*", "numpy<2", "pillow>=9", "tflite>=2.10", device_deps=False
+    )
 
     def run(*args):
-        return subprocess.run([bin_dir / "tfedge-run", *map(str, args)], capture_output=True, text=True, env=env,
-                              timeout=300, cwd=tmp_path)
+        return subprocess.run(
+            [bin_dir / "tfedge-run", *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            cwd=tmp_path,
+            check=False,
+        )
 
     info = json.loads(run("info", digits_int8, "--json").stdout)["runtime"]
     assert info["runtime"] == "tflite-runtime" and info["version"].startswith("2.14")

@@ -37,8 +37,16 @@ def convert_digits(out_dir: Path) -> Path:
     from tfedge.convert import ConvertRequest, convert
 
     out = out_dir / "digits_int8.tflite"
-    convert(ConvertRequest(source=str(DIGITS / "digits.keras"), output=out, mode="int8", calib=str(DIGITS / "calib"),
-                           labels=DIGITS / "labels.txt", show_progress=False))
+    convert(
+        ConvertRequest(
+            source=str(DIGITS / "digits.keras"),
+            output=out,
+            mode="int8",
+            calib=str(DIGITS / "calib"),
+            labels=DIGITS / "labels.txt",
+            show_progress=False,
+        )
+    )
     return out
 
 
@@ -58,7 +66,7 @@ def large_images(out_dir: Path) -> list[Path]:
 
 def time_process(argv: list, env: dict) -> float:
     started = time.perf_counter()
-    result = subprocess.run(argv, capture_output=True, text=True, env=env)
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"{argv[0]} failed: {result.stderr.strip()}")
@@ -71,9 +79,16 @@ def cold_start(model: Path, image: Path, starts: int) -> dict:
         env = {**os.environ, "TFEDGE_CACHE_DIR": cache}
         first = time_process(argv, env)  # probe cache cold: this file was never seen
         warm = [time_process(argv, env) for _ in range(starts)]
-    tensorflow = time_process([sys.executable, "-c", "import tensorflow"], {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    return {"first_run_s": round(first, 3), "median_s": round(statistics.median(warm), 3),
-            "min_s": round(min(warm), 3), "runs": starts, "import_tensorflow_s": round(tensorflow, 3)}
+    tensorflow = time_process(
+        [sys.executable, "-c", "import tensorflow"], {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    )
+    return {
+        "first_run_s": round(first, 3),
+        "median_s": round(statistics.median(warm), 3),
+        "min_s": round(min(warm), 3),
+        "runs": starts,
+        "import_tensorflow_s": round(tensorflow, 3),
+    }
 
 
 def bare_loop(model: Path):
@@ -90,7 +105,9 @@ def bare_loop(model: Path):
 
     def classify(path):
         with Image.open(path) as image:
-            pixels = np.asarray(image.convert("L").resize((width, height), Image.Resampling.BILINEAR), np.float32)
+            pixels = np.asarray(
+                image.convert("L").resize((width, height), Image.Resampling.BILINEAR), np.float32
+            )
         q = np.clip(np.round(pixels / 255.0 / in_scale) + in_zero, -128, 127).astype(np.int8)
         interpreter.set_tensor(inp["index"], q[None, :, :, None])
         interpreter.invoke()
@@ -106,24 +123,35 @@ def per_image(model: Path, images: list[Path], rounds: int) -> dict:
     classifier = Classifier(model, threads=1)
     bare = bare_loop(model)
     times = {"tfedge": [], "bare": []}
-    runners = {"tfedge": lambda path: classifier.classify(path, top=5, threshold=0.1).classes[0].id, "bare": bare}
+    runners = {
+        "tfedge": lambda path: classifier.classify(path, top=5, threshold=0.1).classes[0].id,
+        "bare": bare,
+    }
     top1 = {"tfedge": [], "bare": []}
     for round_index in range(rounds):
         order = ("tfedge", "bare") if round_index % 2 == 0 else ("bare", "tfedge")  # one pass over the images
-        for name in order:                                                         # each, alternating who goes
-            for path in images:                                                    # first: same cache state
+        for name in order:  # each, alternating who goes
+            for path in images:  # first: same cache state
                 started = time.perf_counter()
                 top1[name].append(runners[name](path))
                 times[name].append((time.perf_counter() - started) * 1e3)
     agree = top1["tfedge"] == top1["bare"]
     tfedge_ms, bare_ms = statistics.median(times["tfedge"]), statistics.median(times["bare"])
-    return {"images": len(images), "rounds": rounds, "tfedge_ms": round(tfedge_ms, 4), "bare_ms": round(bare_ms, 4),
-            "ratio": round(tfedge_ms / bare_ms, 3), "same_top1": agree}
+    return {
+        "images": len(images),
+        "rounds": rounds,
+        "tfedge_ms": round(tfedge_ms, 4),
+        "bare_ms": round(bare_ms, 4),
+        "ratio": round(tfedge_ms / bare_ms, 3),
+        "same_top1": agree,
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, help="An int8 image classifier with its manifest (default: digits).")
+    parser.add_argument(
+        "--model", type=Path, help="An int8 image classifier with its manifest (default: digits)."
+    )
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--starts", type=int, default=7)
     parser.add_argument("--json-only", action="store_true")
@@ -133,18 +161,27 @@ def main() -> int:
         temp = Path(temp)
         model = args.model or convert_digits(temp)
         small = sorted((DIGITS / "images").glob("*.png"))
-        result = {"model": str(args.model or "models/digits/digits.keras -> int8"), "goals": GOALS,
-                  "cold_start": cold_start(model, small[0], args.starts),
-                  "per_image": {"digits 8x8 png": per_image(model, small, args.rounds),
-                                "digits 640x480 jpeg": per_image(model, large_images(temp / "large"), args.rounds)}}
+        result = {
+            "model": str(args.model or "models/digits/digits.keras -> int8"),
+            "goals": GOALS,
+            "cold_start": cold_start(model, small[0], args.starts),
+            "per_image": {
+                "digits 8x8 png": per_image(model, small, args.rounds),
+                "digits 640x480 jpeg": per_image(model, large_images(temp / "large"), args.rounds),
+            },
+        }
     if not args.json_only:
         cold = result["cold_start"]
-        print(f"cold start, tfedge-run classify to first result: median {cold['median_s']:.3f} s over {cold['runs']} "
-              f"(min {cold['min_s']:.3f} s; first run with probe {cold['first_run_s']:.3f} s; "
-              f"import tensorflow alone {cold['import_tensorflow_s']:.2f} s); goal <= {GOALS['cold_start_s_max']} s")
+        print(
+            f"cold start, tfedge-run classify to first result: median {cold['median_s']:.3f} s over {cold['runs']} "
+            f"(min {cold['min_s']:.3f} s; first run with probe {cold['first_run_s']:.3f} s; "
+            f"import tensorflow alone {cold['import_tensorflow_s']:.2f} s); goal <= {GOALS['cold_start_s_max']} s"
+        )
         print(f"{'images':<22} {'tfedge-run ms':>14} {'bare loop ms':>13} {'ratio':>7}  same top-1")
         for name, row in result["per_image"].items():
-            print(f"{name:<22} {row['tfedge_ms']:>14.4f} {row['bare_ms']:>13.4f} {row['ratio']:>7.3f}  {row['same_top1']}")
+            print(
+                f"{name:<22} {row['tfedge_ms']:>14.4f} {row['bare_ms']:>13.4f} {row['ratio']:>7.3f}  {row['same_top1']}"
+            )
         print(f"goal: ratio <= {GOALS['per_image_ratio_max']}")
     print(json.dumps(result, indent=2))
     return 0

@@ -23,8 +23,10 @@ from .model import Model
 
 log = logging.getLogger(__name__)
 
-MEMORY_NOTE = ("approximate: peak resident memory of the whole process (Python, numpy and the runtime "
-               "included), as benchmark_model says of its own figures")
+MEMORY_NOTE = (
+    "approximate: peak resident memory of the whole process (Python, numpy and the runtime "
+    "included), as benchmark_model says of its own figures"
+)
 GOVERNOR_GLOB = "/sys/devices/system/cpu/cpu*/cpufreq/scaling_governor"
 PERCENTILES = (50, 90, 99)
 
@@ -59,8 +61,10 @@ def governor_warning() -> str | None:
     """benchmark_model's advice: timings vary with frequency scaling unless the governor is `performance`."""
     governors = cpu_governors()
     if governors and governors != ["performance"]:
-        return (f"CPU frequency governor is {', '.join(governors)}, not performance: timings may vary "
-                "(echo performance | sudo tee /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor)")
+        return (
+            f"CPU frequency governor is {', '.join(governors)}, not performance: timings may vary "
+            "(echo performance | sudo tee /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor)"
+        )
     return None
 
 
@@ -89,8 +93,14 @@ def random_inputs(model: Model, seed: int = 0) -> list[np.ndarray]:
 def timing_stats(times_us: list[float]) -> dict:
     """benchmark_model's statistics (count, first, min, max, avg, std) plus percentiles, in microseconds."""
     data = np.asarray(times_us, dtype=np.float64)
-    stats = {"count": int(data.size), "first": float(data[0]), "min": float(data.min()),
-             "max": float(data.max()), "avg": float(data.mean()), "std": float(data.std())}
+    stats = {
+        "count": int(data.size),
+        "first": float(data[0]),
+        "min": float(data.min()),
+        "max": float(data.max()),
+        "avg": float(data.mean()),
+        "std": float(data.std()),
+    }
     stats.update({f"p{q}": float(np.percentile(data, q)) for q in PERCENTILES})
     return {key: (round(value, 1) if isinstance(value, float) else value) for key, value in stats.items()}
 
@@ -101,7 +111,9 @@ def _timed_invoke(model: Model) -> float:
     return (time.perf_counter() - started) * 1e6
 
 
-def benchmark(model, runs: int = 50, warmup: int = 5, threads: int | None = None, edgetpu: bool = False) -> dict:
+def benchmark(
+    model, runs: int = 50, warmup: int = 5, threads: int | None = None, edgetpu: bool = False
+) -> dict:
     """Measure `model` (a Model, or a .tflite path loaded here so Init is timed too).
 
     Returns a dict: model_size_bytes, init_us (None when a loaded Model was given), first_inference_us,
@@ -149,17 +161,23 @@ def _us(value) -> str:
 def format_result(result: dict) -> str:
     """benchmark_model's wording, so the numbers read and compare the same."""
     stats = result["inference"]
-    return "\n".join([
-        f"  The input model file size (MB): {result['model_size_bytes'] / 1e6:.6g}",
-        f"  Runtime: {result['runtime']}{' + Edge TPU delegate' if result.get('edgetpu') else ''}",
-        f"  count={stats['count']} first={_us(stats['first'])} min={_us(stats['min'])} max={_us(stats['max'])} "
-        f"avg={_us(stats['avg'])} std={_us(stats['std'])} "
-        + " ".join(f"p{q}={_us(stats[f'p{q}'])}" for q in PERCENTILES),
-        f"  Inference timings in us: Init: {_us(result['init_us'])}, First inference: "
-        f"{_us(result['first_inference_us'])}, Warmup (avg): {_us(result['warmup_avg_us'])}, "
-        f"Inference (avg): {_us(stats['avg'])}",
-        f"  Note: memory is {result['memory_note']}.",
-        f"  Peak memory footprint (MB): {result['peak_rss_mb']:g} (after init {result['rss_after_init_mb']:g}, "
-        f"at start {result['rss_start_mb']:g})",
-        *(f"  WARNING: {warning}" for warning in result["warnings"]),
-    ])
+    return "\n".join(
+        [
+            f"  The input model file size (MB): {result['model_size_bytes'] / 1e6:.6g}",
+            f"  Runtime: {result['runtime']}{' + Edge TPU delegate' if result.get('edgetpu') else ''}",
+            f"  count={stats['count']} first={_us(stats['first'])} min={_us(stats['min'])} max={_us(stats['max'])} "
+            f"avg={_us(stats['avg'])} std={_us(stats['std'])} "
+            + " ".join(f"p{q}={_us(stats[f'p{q}'])}" for q in PERCENTILES),
+            (
+                f"  Inference timings in us: Init: {_us(result['init_us'])}, First inference: "
+                f"{_us(result['first_inference_us'])}, Warmup (avg): {_us(result['warmup_avg_us'])}, "
+                f"Inference (avg): {_us(stats['avg'])}"
+            ),
+            f"  Note: memory is {result['memory_note']}.",
+            (
+                f"  Peak memory footprint (MB): {result['peak_rss_mb']:g} (after init {result['rss_after_init_mb']:g}, "
+                f"at start {result['rss_start_mb']:g})"
+            ),
+            *(f"  WARNING: {warning}" for warning in result["warnings"]),
+        ]
+    )

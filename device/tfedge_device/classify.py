@@ -52,8 +52,12 @@ class ImageResult:
     inference_ms: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"image": self.image, "classes": [c.to_dict() for c in self.classes],
-                "preprocess_ms": round(self.preprocess_ms, 3), "inference_ms": [round(t, 3) for t in self.inference_ms]}
+        return {
+            "image": self.image,
+            "classes": [c.to_dict() for c in self.classes],
+            "preprocess_ms": round(self.preprocess_ms, 3),
+            "inference_ms": [round(t, 3) for t in self.inference_ms],
+        }
 
 
 def find_manifest(model_path: Path) -> tuple[dict | None, str | None]:
@@ -72,12 +76,16 @@ def find_manifest(model_path: Path) -> tuple[dict | None, str | None]:
 def image_input(model: Model) -> TensorSpec:
     """The model's single image input, [1, H, W, C] with C 1 or 3; BadInput otherwise."""
     if len(model.inputs) != 1:
-        raise BadInput(f"{model.path.name} takes {len(model.inputs)} inputs; classify needs one image input",
-                       hint="use tfedge-run embed for text models")
+        raise BadInput(
+            f"{model.path.name} takes {len(model.inputs)} inputs; classify needs one image input",
+            hint="use tfedge-run embed for text models",
+        )
     spec = model.inputs[0]
     shape = tuple(model.interpreter.get_input_details()[0]["shape"])
     if len(shape) != 4 or shape[0] != 1 or shape[3] not in (1, 3):
-        raise BadInput(f"{model.path.name}'s input {spec.name!r} has shape {list(shape)}, not an image [1, H, W, 1|3]")
+        raise BadInput(
+            f"{model.path.name}'s input {spec.name!r} has shape {list(shape)}, not an image [1, H, W, 1|3]"
+        )
     return spec
 
 
@@ -98,15 +106,18 @@ def derive_preset(spec: TensorSpec) -> tuple[str, str]:
         preset = range_preset(spec)
         if preset:
             return preset, f"{spec.dtype.name} input scale {spec.scale:.6g} zero point {spec.zero_point}"
-        return "raw", (f"{spec.dtype.name} input range matches no preset (scale {spec.scale:.6g}, zero point "
-                       f"{spec.zero_point}); pixel values fed as they are")
+        return "raw", (
+            f"{spec.dtype.name} input range matches no preset (scale {spec.scale:.6g}, zero point "
+            f"{spec.zero_point}); pixel values fed as they are"
+        )
     if np.issubdtype(spec.dtype, np.integer):
         return "raw", f"{spec.dtype.name} input takes pixel values"
     return FLOAT_INPUT_PRESET, "float input without a manifest: assumed [0, 1] like tfedge convert"
 
 
-def resolve_spec(model: Model, manifest: dict | None, preset: str | None = None,
-                 resize: str | None = None) -> tuple[ImageSpec, str]:
+def resolve_spec(
+    model: Model, manifest: dict | None, preset: str | None = None, resize: str | None = None
+) -> tuple[ImageSpec, str]:
     """The ImageSpec to feed `model` and a phrase saying where it came from; flags override."""
     tensor = image_input(model)
     shape = model.interpreter.get_input_details()[0]["shape"]
@@ -117,8 +128,10 @@ def resolve_spec(model: Model, manifest: dict | None, preset: str | None = None,
         derived, why = derive_preset(tensor)
         spec, origin = ImageSpec.from_shape(shape, derived), f"input tensor ({why})"
     if (spec.height, spec.width, spec.channels) != tuple(int(d) for d in shape[1:]):
-        raise BadInput(f"manifest preprocessing {spec.height}x{spec.width}x{spec.channels} does not match the "
-                       f"input shape {[int(d) for d in shape]}")
+        raise BadInput(
+            f"manifest preprocessing {spec.height}x{spec.width}x{spec.channels} does not match the "
+            f"input shape {[int(d) for d in shape]}"
+        )
     overrides = {key: value for key, value in (("preset", preset), ("resize", resize)) if value}
     if overrides:
         spec = ImageSpec.from_dict({**spec.to_dict(), **overrides})
@@ -131,7 +144,9 @@ def num_classes(model: Model) -> int:
     return int(np.prod(shape))
 
 
-def resolve_labels(model: Model, manifest: dict | None, labels_path=None) -> tuple[list[str] | None, str | None]:
+def resolve_labels(
+    model: Model, manifest: dict | None, labels_path=None
+) -> tuple[list[str] | None, str | None]:
     """(labels, origin): the --labels file, else the manifest's, else none (ids are printed)."""
     if labels_path:
         labels, origin = read_labels(labels_path), str(labels_path)
@@ -159,15 +174,24 @@ class Classifier:
       preset, resize: overrides of the preprocessing.
     """
 
-    def __init__(self, model_path, threads: int | None = None, edgetpu: bool = False, labels=None,
-                 preset: str | None = None, resize: str | None = None):
+    def __init__(
+        self,
+        model_path,
+        threads: int | None = None,
+        edgetpu: bool = False,
+        labels=None,
+        preset: str | None = None,
+        resize: str | None = None,
+    ):
         model_path = Path(model_path)
         self.model = Model(model_path, threads=threads, edgetpu=edgetpu)
         self.manifest, self.manifest_name = find_manifest(model_path)
         task = (self.manifest or {}).get("task")
         if task not in (None, "image-classification"):
-            raise BadInput(f"{model_path.name} is a {task} model, not an image classifier",
-                           hint="use tfedge-run embed for text models")
+            raise BadInput(
+                f"{model_path.name} is a {task} model, not an image classifier",
+                hint="use tfedge-run embed for text models",
+            )
         self.spec, self.spec_origin = resolve_spec(self.model, self.manifest, preset, resize)
         self.labels, self.labels_origin = resolve_labels(self.model, self.manifest, labels)
         if self.manifest is None:
@@ -187,11 +211,16 @@ class Classifier:
             run_started = time.perf_counter()
             scores = self.model.predict(batch)[0]
             times.append((time.perf_counter() - run_started) * 1e3)
-        return ImageResult(str(path), top_k(scores, top, threshold, self.labels),
-                           (preprocessed - started) * 1e3, times)
+        return ImageResult(
+            str(path), top_k(scores, top, threshold, self.labels), (preprocessed - started) * 1e3, times
+        )
 
     def describe(self) -> dict:
-        return {"model": str(self.model.path), "runtime": f"{self.model.runtime.name} {self.model.runtime.version}",
-                "edgetpu": self.model.edgetpu, "manifest": self.manifest_name,
-                "preprocess": {**self.spec.to_dict(), "from": self.spec_origin},
-                "labels": self.labels_origin or "none (class ids)"}
+        return {
+            "model": str(self.model.path),
+            "runtime": f"{self.model.runtime.name} {self.model.runtime.version}",
+            "edgetpu": self.model.edgetpu,
+            "manifest": self.manifest_name,
+            "preprocess": {**self.spec.to_dict(), "from": self.spec_origin},
+            "labels": self.labels_origin or "none (class ids)",
+        }

@@ -64,7 +64,7 @@ class TensorSpec:
         )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _bounds(dtype: np.dtype) -> tuple[int, int]:
     info = np.iinfo(dtype)  # slow to build (microseconds): cached, quantize runs once per inference
     return int(info.min), int(info.max)
@@ -157,7 +157,8 @@ class Model:
                     f"runtime {self.runtime.name} {self.runtime.version} cannot run {self.path.name}: {detail}",
                     hint="use ai-edge-litert (pip install ai-edge-litert), which supports current op versions",
                 ) from err
-            raise BadInput(f"the runtime cannot load {self.path.name}: {detail}") from err
+            raise BadInput(f"runtime {self.runtime.name} {self.runtime.version} cannot load {self.path.name}: "
+                           f"{detail}") from err
         return interpreter
 
     @property

@@ -66,7 +66,9 @@ def check_machine() -> None:
 
 
 def run(command: list, **kw) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(part) for part in command], capture_output=True, text=True, **kw)
+    result = subprocess.run(
+        [str(part) for part in command], capture_output=True, text=True, **kw, check=False
+    )
     if result.returncode != 0:
         tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
         raise CannotBuild(f"`{' '.join(map(str, command[:3]))} ...` failed: {' / '.join(tail)}")
@@ -76,10 +78,15 @@ def run(command: list, **kw) -> subprocess.CompletedProcess:
 def apt_options(state: Path) -> list[str]:
     """apt-get/apt-cache options for a private state in `state`: bookworm indexes for amd64 and arm64."""
     options = {
-        "Dir::State": state / "state", "Dir::State::status": state / "status", "Dir::Cache": state / "cache",
-        "Dir::Etc::SourceList": "/dev/null", "Dir::Etc::SourceParts": state / "sources",
-        "Dir::Etc::Preferences": "/dev/null", "Dir::Etc::PreferencesParts": state / "preferences",
-        "APT::Architecture": "amd64", "APT::Architectures::": "amd64",
+        "Dir::State": state / "state",
+        "Dir::State::status": state / "status",
+        "Dir::Cache": state / "cache",
+        "Dir::Etc::SourceList": "/dev/null",
+        "Dir::Etc::SourceParts": state / "sources",
+        "Dir::Etc::Preferences": "/dev/null",
+        "Dir::Etc::PreferencesParts": state / "preferences",
+        "APT::Architecture": "amd64",
+        "APT::Architectures::": "amd64",
     }
     args = [f"-o{key}={value}" for key, value in options.items()] + ["-oAPT::Architectures::=arm64"]
     if os.geteuid() == 0:  # apt drops to _apt for downloads, which cannot write our cache dirs
@@ -130,8 +137,21 @@ def build_apt() -> Path:
 
 def arm64_packages(apt: Path) -> list[str]:
     """python3.11:arm64 and everything it depends on (no recommends), minus packaging tools."""
-    result = run(["apt-cache", *apt_options(apt), "depends", "--recurse", "--no-recommends", "--no-suggests",
-                  "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances", *ROOT_PACKAGES])
+    result = run(
+        [
+            "apt-cache",
+            *apt_options(apt),
+            "depends",
+            "--recurse",
+            "--no-recommends",
+            "--no-suggests",
+            "--no-conflicts",
+            "--no-breaks",
+            "--no-replaces",
+            "--no-enhances",
+            *ROOT_PACKAGES,
+        ]
+    )
     names = {line.strip() for line in result.stdout.splitlines() if line and not line.startswith(" ")}
     return sorted(n for n in names if n.endswith(":arm64") and n.split(":")[0] not in SKIP_PACKAGES)
 
@@ -144,13 +164,17 @@ def download_debs(apt: Path, packages: list[str], into: Path) -> list[Path]:
 
 
 def build_qemu(apt: Path) -> Path:
-    with built("qemu", fingerprint((CACHE / "apt.stamp").read_text(), "qemu-user-static", "aarch64 only")) as temp:
+    with built(
+        "qemu", fingerprint((CACHE / "apt.stamp").read_text(), "qemu-user-static", "aarch64 only")
+    ) as temp:
         if temp is not None:
             for deb in download_debs(apt, ["qemu-user-static:amd64"], temp / ".debs"):
                 run(["dpkg", "-x", deb, temp / ".unpacked"])
             (temp / "usr" / "bin").mkdir(parents=True)  # keep the one emulator used (13 of 370 MB)
-            os.replace(temp / ".unpacked" / "usr" / "bin" / "qemu-aarch64-static",
-                       temp / "usr" / "bin" / "qemu-aarch64-static")
+            os.replace(
+                temp / ".unpacked" / "usr" / "bin" / "qemu-aarch64-static",
+                temp / "usr" / "bin" / "qemu-aarch64-static",
+            )
             shutil.rmtree(temp / ".debs")
             shutil.rmtree(temp / ".unpacked")
     binary = CACHE / "qemu" / "usr" / "bin" / "qemu-aarch64-static"
@@ -161,7 +185,9 @@ def build_qemu(apt: Path) -> Path:
 
 def build_sysroot(apt: Path) -> Path:
     packages = arm64_packages(apt)
-    with built("sysroot", fingerprint(packages, (CACHE / "apt.stamp").read_text(), CPUINFO.read_text())) as temp:
+    with built(
+        "sysroot", fingerprint(packages, (CACHE / "apt.stamp").read_text(), CPUINFO.read_text())
+    ) as temp:
         if temp is not None:
             debs = download_debs(apt, packages, temp / ".debs")
             log(f"dpkg -x {len(debs)} arm64 packages")
@@ -187,14 +213,19 @@ def device_requirements() -> list[str]:
     parser = configparser.ConfigParser()
     parser.read(DEVICE_SETUP)
     lines = parser.get("options", "install_requires").splitlines()
-    return [re.split(r"[<>=!~;\[\s]", line.strip(), maxsplit=1)[0] for line in lines
-            if line.strip() and not line.strip().startswith("#")]
+    return [
+        re.split(r"[<>=!~;\[\s]", line.strip(), maxsplit=1)[0]
+        for line in lines
+        if line.strip() and not line.strip().startswith("#")
+    ]
 
 
 def wheel_pins(python: str) -> list[str]:
     """The device requirements pinned to the versions installed in `python` (unpinned where absent)."""
-    script = ("import importlib.metadata as m, sys\nfor name in sys.argv[1:]:\n    try: print(f'{name}=={m.version(name)}')"
-              "\n    except m.PackageNotFoundError: print(name)")
+    script = (
+        "import importlib.metadata as m, sys\nfor name in sys.argv[1:]:\n    try: print(f'{name}=={m.version(name)}')"
+        "\n    except m.PackageNotFoundError: print(name)"
+    )
     return run([python, "-c", script, *device_requirements()]).stdout.split()
 
 
@@ -204,9 +235,24 @@ def build_site() -> Path:
     with built("site", fingerprint(pins, PLATFORM_TAG, PYTHON_VERSION)) as temp:
         if temp is not None:
             log(f"pip download {' '.join(pins)} ({PLATFORM_TAG}, CPython {PYTHON_VERSION})")
-            run([python, "-m", "pip", "download", "--disable-pip-version-check", "-q", "--platform",
-                 PLATFORM_TAG, "--only-binary=:all:", "--python-version", PYTHON_VERSION, "-d", temp / ".wheels",
-                 *pins])
+            run(
+                [
+                    python,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--disable-pip-version-check",
+                    "-q",
+                    "--platform",
+                    PLATFORM_TAG,
+                    "--only-binary=:all:",
+                    "--python-version",
+                    PYTHON_VERSION,
+                    "-d",
+                    temp / ".wheels",
+                    *pins,
+                ]
+            )
             for wheel in sorted((temp / ".wheels").glob("*.whl")):
                 with zipfile.ZipFile(wheel) as archive:
                     archive.extractall(temp)
@@ -236,10 +282,26 @@ def build() -> dict:
 def command(parts: dict, args: list[str]) -> tuple[list[str], dict]:
     """The emulated `python3.11 ARGS` command line and its environment (clean: nothing of the host's Python)."""
     sysroot = parts["sysroot"]
-    env = {key: value for key, value in os.environ.items()
-           if key.startswith(("TFEDGE_", "LC_", "LANG", "TERM", "COLUMNS")) or key in ("HOME", "PATH", "TZ")}
-    env.update({"PYTHONPATH": f"{parts['site']}{os.pathsep}{REPO / 'device'}", "PYTHONNOUSERSITE": "1",
-                "PYTHONPYCACHEPREFIX": str(CACHE / "pycache"), "LANG": env.get("LANG", "C.UTF-8")})
-    argv = [str(parts["qemu"]), "-cpu", QEMU_CPU, "-L", str(sysroot), str(sysroot / "usr" / "bin" / "python3.11"),
-            *args]
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key.startswith(("TFEDGE_", "LC_", "LANG", "TERM", "COLUMNS")) or key in ("HOME", "PATH", "TZ")
+    }
+    env.update(
+        {
+            "PYTHONPATH": f"{parts['site']}{os.pathsep}{REPO / 'device'}",
+            "PYTHONNOUSERSITE": "1",
+            "PYTHONPYCACHEPREFIX": str(CACHE / "pycache"),
+            "LANG": env.get("LANG", "C.UTF-8"),
+        }
+    )
+    argv = [
+        str(parts["qemu"]),
+        "-cpu",
+        QEMU_CPU,
+        "-L",
+        str(sysroot),
+        str(sysroot / "usr" / "bin" / "python3.11"),
+        *args,
+    ]
     return argv, env

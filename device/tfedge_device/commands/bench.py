@@ -13,11 +13,17 @@ from .options import add_model, positive, take_model
 
 def add_arguments(parser) -> None:
     add_model(parser, "The .tflite model (or a bundle).")
-    parser.add_argument("--threads", type=positive, default=None, help="Interpreter threads (default: runtime's).")
+    parser.add_argument(
+        "--threads", type=positive, default=None, help="Interpreter threads (default: runtime's)."
+    )
     parser.add_argument("--runs", type=positive, default=50, help="Timed runs (default 50).")
-    parser.add_argument("--warmup", type=int, default=5, help="Warm-up runs before the timed ones (default 5).")
+    parser.add_argument(
+        "--warmup", type=int, default=5, help="Warm-up runs before the timed ones (default 5)."
+    )
     parser.add_argument("--edgetpu", action="store_true", help="Run on the Edge TPU delegate (libedgetpu).")
-    parser.add_argument("--json", dest="as_json", action="store_true", help="Print one JSON object on stdout only.")
+    parser.add_argument(
+        "--json", dest="as_json", action="store_true", help="Print one JSON object on stdout only."
+    )
 
 
 def run(args) -> int:
@@ -26,9 +32,13 @@ def run(args) -> int:
 
     take_model(args)
     resolve_model_args(args)  # a bundle -> its checked model variant
-    result = {"model": args.model, "threads": args.threads,
-              **benchmark(args.model, runs=args.runs, warmup=args.warmup, threads=args.threads,
-                          edgetpu=args.edgetpu)}
+    result = {
+        "model": args.model,
+        "threads": args.threads,
+        **benchmark(
+            args.model, runs=args.runs, warmup=args.warmup, threads=args.threads, edgetpu=args.edgetpu
+        ),
+    }
     if args.as_json:
         print(json.dumps(result))
     else:

@@ -14,35 +14,61 @@ import statistics
 
 from .options import add_model, positive, take_model
 
-EDGETPU_NOTE = ("Note: The first inference on Edge TPU is slow because it includes loading the model "
-                "into Edge TPU memory.")
+EDGETPU_NOTE = (
+    "Note: The first inference on Edge TPU is slow because it includes loading the model "
+    "into Edge TPU memory."
+)
 
 
 def add_arguments(parser) -> None:
-    from ..preprocess import RESAMPLE, PRESETS
+    from ..preprocess import PRESETS, RESAMPLE
 
     add_model(parser, "The .tflite model (its manifest MODEL.json beside it), or a bundle.")
-    parser.add_argument("-i", "--input", nargs="+", required=True, metavar="IMG|DIR",
-                        help="Image files and/or folders (searched recursively).")
-    parser.add_argument("-l", "--labels", help="Label file (`0 cat`, `0: cat` or one a line); default: manifest's.")
-    parser.add_argument("-k", "--top-k", type=positive, default=5, help="Classes shown per image (default 5).")
-    parser.add_argument("-t", "--threshold", type=float, default=0.1, help="Minimum score shown (default 0.1).")
-    parser.add_argument("-c", "--count", type=positive, default=1,
-                        help="Inferences per image; the first is the warm-up (default 1).")
-    parser.add_argument("--threads", type=positive, default=None, help="Interpreter threads (default: runtime's).")
+    parser.add_argument(
+        "-i",
+        "--input",
+        nargs="+",
+        required=True,
+        metavar="IMG|DIR",
+        help="Image files and/or folders (searched recursively).",
+    )
+    parser.add_argument(
+        "-l", "--labels", help="Label file (`0 cat`, `0: cat` or one a line); default: manifest's."
+    )
+    parser.add_argument(
+        "-k", "--top-k", type=positive, default=5, help="Classes shown per image (default 5)."
+    )
+    parser.add_argument(
+        "-t", "--threshold", type=float, default=0.1, help="Minimum score shown (default 0.1)."
+    )
+    parser.add_argument(
+        "-c",
+        "--count",
+        type=positive,
+        default=1,
+        help="Inferences per image; the first is the warm-up (default 1).",
+    )
+    parser.add_argument(
+        "--threads", type=positive, default=None, help="Interpreter threads (default: runtime's)."
+    )
     parser.add_argument("--edgetpu", action="store_true", help="Run on the Edge TPU delegate (libedgetpu).")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="Override the normalisation preset.")
     parser.add_argument("--resize", choices=sorted(RESAMPLE), help="Override the resize filter.")
-    parser.add_argument("--json", dest="as_json", action="store_true", help="Print one JSON object on stdout only.")
+    parser.add_argument(
+        "--json", dest="as_json", action="store_true", help="Print one JSON object on stdout only."
+    )
 
 
 def summarize(results) -> dict:
     """First inference (it includes warm-up) and the steady state: every later run, as medians in ms."""
     runs = [t for result in results for t in result.inference_ms]
-    return {"images": len(results), "first_inference_ms": round(runs[0], 3),
-            "steady_median_ms": round(statistics.median(runs[1:]), 3) if len(runs) > 1 else None,
-            "steady_runs": len(runs) - 1,
-            "preprocess_median_ms": round(statistics.median(r.preprocess_ms for r in results), 3)}
+    return {
+        "images": len(results),
+        "first_inference_ms": round(runs[0], 3),
+        "steady_median_ms": round(statistics.median(runs[1:]), 3) if len(runs) > 1 else None,
+        "steady_runs": len(runs) - 1,
+        "preprocess_median_ms": round(statistics.median(r.preprocess_ms for r in results), 3),
+    }
 
 
 def classes_text(result) -> str:
@@ -63,8 +89,11 @@ def print_single(result, edgetpu: bool) -> None:
 
 def print_line(result) -> None:
     times = result.inference_ms
-    timing = f"{times[0]:.2f}ms" if len(times) == 1 else (
-        f"first {times[0]:.2f}ms, then avg {statistics.fmean(times[1:]):.2f}ms")
+    timing = (
+        f"{times[0]:.2f}ms"
+        if len(times) == 1
+        else (f"first {times[0]:.2f}ms, then avg {statistics.fmean(times[1:]):.2f}ms")
+    )
     print(f"{result.image}: {timing} | {classes_text(result)}", flush=True)
 
 
@@ -72,10 +101,15 @@ def print_summary(summary: dict, edgetpu: bool) -> None:
     print("----INFERENCE TIME----")
     if edgetpu:
         print(EDGETPU_NOTE)
-    steady = (f", then median {summary['steady_median_ms']:.2f}ms over {summary['steady_runs']} runs"
-              if summary["steady_median_ms"] is not None else "")
-    print(f"{summary['images']} images: first {summary['first_inference_ms']:.2f}ms (includes warm-up){steady}; "
-          f"preprocessing median {summary['preprocess_median_ms']:.2f}ms")
+    steady = (
+        f", then median {summary['steady_median_ms']:.2f}ms over {summary['steady_runs']} runs"
+        if summary["steady_median_ms"] is not None
+        else ""
+    )
+    print(
+        f"{summary['images']} images: first {summary['first_inference_ms']:.2f}ms (includes warm-up){steady}; "
+        f"preprocessing median {summary['preprocess_median_ms']:.2f}ms"
+    )
 
 
 def run(args) -> int:
@@ -86,8 +120,14 @@ def run(args) -> int:
 
     take_model(args)
     resolve_model_args(args)  # a bundle -> its checked model variant
-    classifier = Classifier(args.model, threads=args.threads, edgetpu=args.edgetpu, labels=args.labels,
-                            preset=args.preset, resize=args.resize)
+    classifier = Classifier(
+        args.model,
+        threads=args.threads,
+        edgetpu=args.edgetpu,
+        labels=args.labels,
+        preset=args.preset,
+        resize=args.resize,
+    )
     images = list_images(args.input)
     if not images:
         raise BadInput(f"no images found in {' '.join(args.input)}")
@@ -99,8 +139,18 @@ def run(args) -> int:
             print_line(results[-1])
     summary = summarize(results)
     if args.as_json:
-        print(json.dumps({**classifier.describe(), "top_k": args.top_k, "threshold": args.threshold,
-                          "count": args.count, "results": [r.to_dict() for r in results], "summary": summary}))
+        print(
+            json.dumps(
+                {
+                    **classifier.describe(),
+                    "top_k": args.top_k,
+                    "threshold": args.threshold,
+                    "count": args.count,
+                    "results": [r.to_dict() for r in results],
+                    "summary": summary,
+                }
+            )
+        )
     elif single:
         print_single(results[0], args.edgetpu)
     else:

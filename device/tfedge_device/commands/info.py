@@ -16,7 +16,9 @@ from .options import add_model, take_model
 def add_arguments(parser) -> None:
     add_model(parser, "The .tflite model (or a bundle).")
     parser.add_argument("--edgetpu", action="store_true", help="Load the model with the Edge TPU delegate.")
-    parser.add_argument("--json", dest="as_json", action="store_true", help="Print one JSON object on stdout only.")
+    parser.add_argument(
+        "--json", dest="as_json", action="store_true", help="Print one JSON object on stdout only."
+    )
 
 
 def real_range(tensor: dict) -> list | None:
@@ -42,18 +44,33 @@ def model_info(path, edgetpu: bool = False) -> dict:
     manifest, manifest_name = find_manifest(path)
     loads, why = edgetpu_library_loads()
     compiled = needs_edgetpu(data)
-    info = {"runtime": describe(), "edgetpu_library": {"loads": loads, "detail": why},
-            "model": {"path": str(path), "size_bytes": len(data), "edgetpu_custom_op": compiled,
-                      "needs_edgetpu_delegate": compiled},
-            "manifest_file": manifest_name, "manifest": manifest}
+    info = {
+        "runtime": describe(),
+        "edgetpu_library": {"loads": loads, "detail": why},
+        "model": {
+            "path": str(path),
+            "size_bytes": len(data),
+            "edgetpu_custom_op": compiled,
+            "needs_edgetpu_delegate": compiled,
+        },
+        "manifest_file": manifest_name,
+        "manifest": manifest,
+    }
     if compiled and not edgetpu:
         source = manifest or {}
         tensors = "tensors from the manifest" if manifest else "no manifest describes its tensors"
-        info["model"].update({"loaded": False, "inputs": source.get("inputs", []), "outputs": source.get("outputs", []),
-                              "note": f"compiled for the Edge TPU: not loaded without --edgetpu; {tensors}"})
+        info["model"].update(
+            {
+                "loaded": False,
+                "inputs": source.get("inputs", []),
+                "outputs": source.get("outputs", []),
+                "note": f"compiled for the Edge TPU: not loaded without --edgetpu; {tensors}",
+            }
+        )
     else:
-        info["model"].update({**Model(path, edgetpu=edgetpu).describe(), "loaded": True,
-                              "needs_edgetpu_delegate": compiled})
+        info["model"].update(
+            {**Model(path, edgetpu=edgetpu).describe(), "loaded": True, "needs_edgetpu_delegate": compiled}
+        )
     for tensor in info["model"]["inputs"] + info["model"]["outputs"]:
         tensor["real_range"] = real_range(tensor)
     return info
@@ -72,13 +89,17 @@ def manifest_line(manifest: dict) -> str:
     verified = manifest.get("verification") or {}
     parts = [f"task {manifest.get('task', '?')}", f"mode {manifest.get('mode', '?')}"]
     if image:
-        parts.append(f"preprocess {image['height']}x{image['width']}x{image['channels']} {image.get('preset')} "
-                     f"{image.get('resize', 'bilinear')}")
+        parts.append(
+            f"preprocess {image['height']}x{image['width']}x{image['channels']} {image.get('preset')} "
+            f"{image.get('resize', 'bilinear')}"
+        )
     if manifest.get("labels"):
         parts.append(f"{len(manifest['labels'])} labels")
     if verified.get("top1_agreement") is not None:
-        parts.append(f"verified top-1 agreement {verified['top1_agreement']:.1%}, cosine min "
-                     f"{verified.get('cosine_min', float('nan')):.5f} on {verified.get('samples')} samples")
+        parts.append(
+            f"verified top-1 agreement {verified['top1_agreement']:.1%}, cosine min "
+            f"{verified.get('cosine_min', float('nan')):.5f} on {verified.get('samples')} samples"
+        )
     if (manifest.get("versions") or {}).get("tensorflow"):
         parts.append(f"converted with TensorFlow {manifest['versions']['tensorflow']}")
     return ", ".join(parts)
@@ -86,20 +107,41 @@ def manifest_line(manifest: dict) -> str:
 
 def print_info(info: dict) -> None:
     runtime, model = info["runtime"], info["model"]
-    kind = ("Edge TPU model: needs the Edge TPU delegate (--edgetpu)" if model["needs_edgetpu_delegate"]
-            else "CPU model (no Edge TPU custom op)")
-    rows = [("runtime", f"{runtime['runtime']} {runtime['version']} ({runtime['distribution']}) on "
-                        f"{runtime['machine']}, Python {runtime['python']}"),
-            ("limitations", runtime["limitations"] or "none known"),
-            ("edgetpu", f"{'loads' if info['edgetpu_library']['loads'] else 'absent'}: "
-                        f"{info['edgetpu_library']['detail']}"),
-            ("model", f"{model['path']} ({model['size_bytes'] / 1e3:.1f} kB), {kind}")]
+    kind = (
+        "Edge TPU model: needs the Edge TPU delegate (--edgetpu)"
+        if model["needs_edgetpu_delegate"]
+        else "CPU model (no Edge TPU custom op)"
+    )
+    rows = [
+        (
+            "runtime",
+            (
+                f"{runtime['runtime']} {runtime['version']} ({runtime['distribution']}) on "
+                f"{runtime['machine']}, Python {runtime['python']}"
+            ),
+        ),
+        ("limitations", runtime["limitations"] or "none known"),
+        (
+            "edgetpu",
+            (
+                f"{'loads' if info['edgetpu_library']['loads'] else 'absent'}: "
+                f"{info['edgetpu_library']['detail']}"
+            ),
+        ),
+        ("model", f"{model['path']} ({model['size_bytes'] / 1e3:.1f} kB), {kind}"),
+    ]
     if model.get("note"):
         rows.append(("", model["note"]))
     rows += [(f"input {i}", tensor_line(t)) for i, t in enumerate(model["inputs"])]
     rows += [(f"output {i}", tensor_line(t)) for i, t in enumerate(model["outputs"])]
-    rows.append(("manifest", f"{info['manifest_file']}: {manifest_line(info['manifest'])}" if info["manifest"]
-                 else "none (classify derives preprocessing from the input tensor)"))
+    rows.append(
+        (
+            "manifest",
+            f"{info['manifest_file']}: {manifest_line(info['manifest'])}"
+            if info["manifest"]
+            else "none (classify derives preprocessing from the input tensor)",
+        )
+    )
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         print(f"{key.ljust(width)}  {value}")
