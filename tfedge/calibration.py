@@ -93,19 +93,22 @@ def _from_arrays(arrays_by_input: list[np.ndarray], path: Path, source: SourceMo
     return Samples([[a[i:i + 1] for a in fitted] for i in picks], f"{len(picks)} samples from {path}")
 
 
-def _load_numpy(path: Path):
+def load_numpy(path: Path):
+    """np.load without pickles; an unreadable file is one BadInput line."""
+    import zipfile
+
     try:
         return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise BadInput(f"cannot read {path.name} as numpy data: {' '.join(str(err).split())[:200]}") from None
 
 
 def _from_npy(path: Path, source: SourceModel, count: int, preset: str, show_progress: bool) -> Samples:
-    return _from_arrays([_load_numpy(path)], path, source, count)
+    return _from_arrays([load_numpy(path)], path, source, count)
 
 
 def _from_npz(path: Path, source: SourceModel, count: int, preset: str, show_progress: bool) -> Samples:
-    with _load_numpy(path) as archive:
+    with load_numpy(path) as archive:
         names = [spec.name for spec in source.inputs]
         if all(name in archive.files for name in names):
             arrays = [archive[name] for name in names]

@@ -142,15 +142,13 @@ def cosine_reference(data, loaded):
     cosine — the source when given, else the first float32 .tflite, else the first variant."""
     if data is None or not str(data).endswith(".npz") or not Path(data).is_file():
         return None
-    import zipfile
-
-    import numpy as np
+    from .calibration import load_numpy
 
     try:
-        with np.load(data, allow_pickle=False) as archive:
+        with load_numpy(Path(data)) as archive:
             if "y" in archive.files or "reference" in archive.files:
                 return None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile):
+    except BadInput:
         return None  # evaluate() reports the unreadable file
     ranked = sorted(loaded, key=lambda v: (v.kind != "source", _mode_of(v) != "float32"))
     log.info("no labels in %s: cosine to %s", Path(data).name, ranked[0].name)

@@ -22,7 +22,7 @@ from tfedge_device.manifest import read_manifest
 from tfedge_device.preprocess import ImageSpec, list_images, load_image
 
 from .errors import BadInput
-from .verify import compare_outputs
+from .verify import TASKS_WITHOUT_TOP1, compare_outputs
 
 log = logging.getLogger(__name__)
 
@@ -150,13 +150,9 @@ def load_data(path: str | Path, variant: Variant, preset: str | None = None, lim
 
 
 def _from_npz(path: Path, variant: Variant, limit: int | None) -> EvalData:
-    import zipfile
+    from .calibration import load_numpy
 
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        raise BadInput(f"cannot read {path.name} as numpy data: {' '.join(str(err).split())[:200]}") from None
-    with archive:
+    with load_numpy(path) as archive:
         names = [name for name, _, _ in variant.inputs]
         keys = [matching_key(name, archive.files) for name in names]
         if None not in keys:
@@ -234,10 +230,6 @@ def run_variant(variant: Variant, data: EvalData) -> list[list[np.ndarray]]:
     return [[np.asarray(out) for out in variant.predict(arrays)] for arrays in data.samples]
 
 
-# Tasks whose outputs are vectors, not class scores: no top-1 agreement.
-EMBEDDING_TASKS = ("sentence-embedding", "embedding")
-
-
 def check_fits(reference: Variant, variant: Variant) -> None:
     """The reference must take the same per-sample input shapes as the evaluated variant."""
     ours = [tuple(shape[1:]) for _, shape, _ in variant.inputs]
@@ -293,8 +285,8 @@ def evaluate(spec: str, data_path: str | Path, reference: str | None = None, pre
                       reference=f"reference outputs in {Path(data_path).name}")
     if reference_variant is not None:
         check_fits(reference_variant, variant)
-        figures = compare_outputs(run_variant(reference_variant, data), outputs)
-        agreement = None if variant.task in EMBEDDING_TASKS else figures["top1_agreement"]
+        figures = compare_outputs(run_variant(reference_variant, data), outputs,
+                                  top1=variant.task not in TASKS_WITHOUT_TOP1)
         result.update(cosine_mean=figures["cosine_mean"], cosine_min=figures["cosine_min"],
-                      top1_agreement=agreement, reference=reference_variant.spec)
+                      top1_agreement=figures["top1_agreement"], reference=reference_variant.spec)
     return result

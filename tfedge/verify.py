@@ -29,8 +29,14 @@ def is_classifier_output(array: np.ndarray) -> bool:
     return array.ndim == 2 and array.shape[1] > 1
 
 
-def compare_outputs(references: list[list[np.ndarray]], candidates: list[list[np.ndarray]]) -> dict:
-    """Figures over samples; each sample is a list of outputs (paired by position)."""
+# Tasks whose outputs are not class scores: top-1 agreement means nothing there (embeddings).
+TASKS_WITHOUT_TOP1 = frozenset({"sentence-embedding"})
+
+
+def compare_outputs(references: list[list[np.ndarray]], candidates: list[list[np.ndarray]],
+                    top1: bool = True) -> dict:
+    """Figures over samples; each sample is a list of outputs (paired by position). `top1`: the first
+    output is class scores when it is [1, classes]."""
     cosines, max_errors, agreements = [], [], []
     for reference, candidate in zip(references, candidates):
         for ref, cand in zip(reference, candidate):
@@ -38,7 +44,7 @@ def compare_outputs(references: list[list[np.ndarray]], candidates: list[list[np
             cand = np.asarray(cand, np.float32).reshape(ref.shape)
             cosines.append(cosine(ref, cand))
             max_errors.append(float(np.max(np.abs(ref - cand))) if ref.size else 0.0)
-        if is_classifier_output(np.asarray(reference[0])):
+        if top1 and is_classifier_output(np.asarray(reference[0])):
             agreements.append(float(np.argmax(reference[0], -1)[0] == np.argmax(candidate[0], -1)[0]))
     return {
         "samples": len(references),
@@ -53,7 +59,7 @@ def verify(source: SourceModel, model: Model, samples) -> dict:
     """Run source (TensorFlow) and model (device runtime) on every sample and compare."""
     references = [source.predict(arrays) for arrays in samples.arrays]
     candidates = [model.predict(*arrays) for arrays in samples.arrays]
-    figures = compare_outputs(references, candidates)
+    figures = compare_outputs(references, candidates, top1=source.task not in TASKS_WITHOUT_TOP1)
     figures["data"] = samples.origin
     figures["real_data"] = samples.real
     return figures
