@@ -85,29 +85,34 @@ def test_device_cli_runs_with_tensorflow_blocked(digits_int8, digits_dir):
     assert [r["classes"][0]["id"] for r in classified["results"]] == list(range(10))
 
 
-def fresh_venv(root: Path, *requirements: str, device_deps: bool = True) -> tuple[Path, dict]:
-    """A new venv at root with `requirements` and a copy of device/ (pip builds in the tree it is given)."""
+def fresh_venv(root: Path, *requirements: str, device_deps: bool = True):
+    """A new venv at root with `requirements` and a copy of device/ (pip builds in the tree it is given).
+    Returns run(program, *args) -> CompletedProcess, running the venv's program in root, without the host's
+    Python variables."""
     venv.create(root / "venv", with_pip=True)
-    python = root / "venv" / "bin" / "python"
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "TFEDGE_RUNTIME"))
     }
+
+    def run(program: str, *args, timeout: float = 300):
+        command = [root / "venv" / "bin" / program, *map(str, args)]
+        return subprocess.run(
+            command, capture_output=True, text=True, env=env, cwd=root, timeout=timeout, check=False
+        )
+
     source = root / "device"
     shutil.copytree(
         DEVICE / "tfedge_device", source / "tfedge_device", ignore=shutil.ignore_patterns("__pycache__")
     )
     for name in ("setup.cfg", "pyproject.toml", "README.md"):
         shutil.copy(DEVICE / name, source / name)
-    pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    steps = ([pip + list(requirements)] if requirements else []) + [
-        pip + ([] if device_deps else ["--no-deps"]) + [source]
-    ]
+    pip = ["-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    steps = [[*pip, *requirements]] if requirements else []
+    steps.append([*pip, *([] if device_deps else ["--no-deps"]), source])
     for step in steps:
-        done = subprocess.run(
-            step, capture_output=True, text=True, timeout=900, env=env, cwd=root, check=False
-        )
+        done = run("python", *step, timeout=900)
         assert done.returncode == 0, done.stderr[-3000:]
-    return root / "venv" / "bin", env
+    return run
 
 
 @pytest.mark.slow
@@ -115,34 +120,15 @@ def test_device_alone_installs_in_a_fresh_venv_and_matches_the_host(
     digits_int8, digits_dir, tmp_path, tfedge_run
 ):
     """pip install ./device into an empty venv (pip's wheel cache is reused), then tfedge-run classify."""
-    bin_dir, env = fresh_venv(tmp_path)
-    python = bin_dir / "python"
-    probe = subprocess.run(
-        [
-            python,
-            "-c",
-            (
-                "import importlib.util as u; print([n for n in ('tensorflow', 'keras', "
-                "'tfedge') if u.find_spec(n)])"
-            ),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        check=False,
+    run = fresh_venv(tmp_path)
+    probe = run(
+        "python",
+        "-c",
+        "import importlib.util as u; print([n for n in ('tensorflow', 'keras', 'tfedge') if u.find_spec(n)])",
     )
     assert probe.stdout.strip() == "[]", probe  # nothing of the host came along
-    args = ["classify", str(digits_int8), "-i", str(digits_dir / "images"), "-k", "10", "-t", "0", "--json"]
-    alone = subprocess.run(
-        [bin_dir / "tfedge-run", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        cwd=tmp_path,
-        check=False,
-    )
+    args = ["classify", digits_int8, "-i", digits_dir / "images", "-k", "10", "-t", "0", "--json"]
+    alone = run("tfedge-run", *args)
     assert alone.returncode == 0, alone.stderr
     host = tfedge_run(*args)
     assert [r["classes"] for r in json.loads(alone.stdout)["results"]] == [
@@ -158,30 +144,21 @@ def test_tflite_runtime_fallback_says_what_it_cannot_do(digits_int8, digits_dir,
     from tfedge.convert import ConvertRequest, convert
 
     dynamic = tmp_path / "digits_dynamic.tflite"
-    convert(
-        ConvertRequest(
-            source=str(digits_dir / "digits.keras"),
-            output=dynamic,
-            mode="dynamic",
-            calib=str(digits_dir / "calib"),
-            show_progress=False,
-            verify_count=0,
-        )
+    request = ConvertRequest(
+        source=str(digits_dir / "digits.keras"),
+        output=dynamic,
+        mode="dynamic",
+        calib=str(digits_dir / "calib"),
+        show_progress=False,
+        verify_count=0,
     )
-    bin_dir, env = fresh_venv(
+    convert(request)
+    venv_run = fresh_venv(
         tmp_path, "tflite-runtime==2.14.*", "numpy<2", "pillow>=9", "tflite>=2.10", device_deps=False
     )
 
     def run(*args):
-        return subprocess.run(
-            [bin_dir / "tfedge-run", *map(str, args)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-            cwd=tmp_path,
-            check=False,
-        )
+        return venv_run("tfedge-run", *args)
 
     info = json.loads(run("info", digits_int8, "--json").stdout)["runtime"]
     assert info["runtime"] == "tflite-runtime" and info["version"].startswith("2.14")
