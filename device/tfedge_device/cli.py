@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         level = logging.WARNING - 10 * args.verbose
         logging.basicConfig(level=max(level, logging.DEBUG), format=f"{PROG}: %(message)s", stream=sys.stderr)
         code = command_module(args.command).run(args)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here
     except SystemExit as done:  # argparse: --help, --version, usage errors
         code = done.code if isinstance(done.code, int) else BAD_INPUT
     except BrokenPipeError:  # `tfedge-run classify ... | head`: the reader left; quiet, like other Unix tools
@@ -92,7 +93,6 @@ def main(argv: list[str] | None = None) -> int:
         return 141
     except BaseException as err:  # noqa: BLE001 - the CLI edge: one line and an exit code for everything
         code = report(err, PROG)
-    sys.stdout.flush()
     return code
 
 
