@@ -42,10 +42,8 @@ def lambda_models(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def inputs_dir(tmp_path_factory, digits_int8) -> Path:
     root = tmp_path_factory.mktemp("host_inputs")
-    (root / "empty_calib").mkdir()
     (root / "not_saved_model").mkdir()
     (root / "not_saved_model" / "variables.txt").write_text("x")
-    np.save(root / "wrong.npy", np.zeros((4, 9, 9, 1), np.float32))
     np.savez(root / "wrong.npz", x=np.zeros((4, 9, 9, 1), np.float32), y=np.zeros(4, np.int64))
     (root / "text.tflite").write_text("not a model\n")
     data = digits_int8.read_bytes()
@@ -53,15 +51,13 @@ def inputs_dir(tmp_path_factory, digits_int8) -> Path:
     return root
 
 
-# case -> (arguments with {keras} {h5} {in} {int8} {out} placeholders, exit code, words the message names)
+# case -> (arguments with {keras} {h5} {in} {int8} {out} placeholders, exit code, words the message names).
+# An empty calibration folder and a calibration .npy of the wrong shape are cases of
+# test_convert.py::test_bad_input_is_one_line_exit_2 (same checks; not repeated: each costs a TensorFlow load).
 CASES = {
     "missing_source": (["convert", "{in}/nope.keras", "-o", "{out}"], 2, ["source not found"]),
     "unknown_mode": (["convert", "{digits}", "-o", "{out}", "--quant", "int3"], 2, ["unknown", "int3"]),
     "directory_not_saved_model": (["convert", "{in}/not_saved_model", "-o", "{out}"], 2, ["not a SavedModel"]),
-    "empty_calibration_folder": (["convert", "{digits}", "-o", "{out}", "--quant", "int8", "--calib",
-                                  "{in}/empty_calib"], 2, ["has no images"]),
-    "calibration_npy_wrong_shape": (["convert", "{digits}", "-o", "{out}", "--quant", "int8", "--calib",
-                                     "{in}/wrong.npy"], 2, ["wrong.npy", "[4, 9, 9, 1]", "does not match"]),
     "input_shape_flag_mismatch": (["convert", "{digits}", "-o", "{out}", "--input-shape", "1,9,9,1"], 2,
                                   ["--input-shape [1, 9, 9, 1]", "does not fit"]),
     "eval_data_wrong_shape": (["eval", "{int8}", "--data", "{in}/wrong.npz"], 2, ["[4, 9, 9, 1]", "does not fit"]),
