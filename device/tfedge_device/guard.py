@@ -154,7 +154,8 @@ def _walk(data: bytes, name: str) -> None:
         tensors = model.Subgraphs(signature.SubgraphIndex()).TensorsLength()
         for vector, length in (("Inputs", signature.InputsLength()), ("Outputs", signature.OutputsLength())):
             for j in range(_count(length, data, "signature tensor", name)):
-                _indices([getattr(signature, vector)(j).TensorIndex()], tensors, f"signature {i} tensor", name)
+                index = getattr(signature, vector)(j).TensorIndex()
+                _indices([index], tensors, f"signature {i} tensor", name)
     for i in range(_count(model.MetadataLength(), data, "metadata", name)):
         _indices([model.Metadata(i).Buffer()], len(buffer_sizes), f"metadata {i} buffer", name)
 
@@ -168,11 +169,11 @@ def _buffer_sizes(model, data: bytes, name: str) -> list[int]:
         if length:
             start = buffer._tab.Vector(buffer._tab.Offset(4))
             if start + length > len(data):
-                raise _damaged(name, f"buffer {i} ({length} bytes at {start}) extends past the end of the file")
+                raise _damaged(name, f"buffer {i} ({length} bytes at {start}) extends past the file's end")
         offset, size = buffer.Offset(), buffer.Size()
         if offset > 1:  # models over 2 GB keep buffers after the flatbuffer (schema.fbs `offset`/`size`)
             if offset + size > len(data):
-                raise _damaged(name, f"buffer {i} ({size} bytes at {offset}) extends past the end of the file")
+                raise _damaged(name, f"buffer {i} ({size} bytes at {offset}) extends past the file's end")
             length = size
         sizes.append(length)
     return sizes
@@ -195,7 +196,7 @@ def _check_tensor(tensor, index, buffer_sizes, type_names, memory, name) -> None
                        f"machine's {memory / 1e9:.1f} GB (shape {shape}): damaged or not for this device")
     constant = buffer_sizes[buffer] if buffer < len(buffer_sizes) else 0
     if constant and item and tensor.Sparsity() is None and constant != elements * item:
-        raise _damaged(name, f"tensor {index} holds {constant} bytes but shape {shape} needs {elements * item}")
+        raise _damaged(name, f"tensor {index} holds {constant} bytes, shape {shape} needs {elements * item}")
     quantization = tensor.Quantization()
     if quantization is not None:
         scales = _length(quantization.ScaleAsNumpy())  # *AsNumpy reads are bounds-checked by numpy
