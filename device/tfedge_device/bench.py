@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .guard import vet
 from .model import Model
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,7 @@ def benchmark(
     rss_start = rss_mb()
     init_us = None
     if not isinstance(model, Model):
+        vet(model, edgetpu)  # the guard's one-off crash probe is not part of Init (guard.py)
         started = time.perf_counter()
         model = Model(model, threads=threads, edgetpu=edgetpu)
         init_us = round((time.perf_counter() - started) * 1e6, 1)

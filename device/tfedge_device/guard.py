@@ -284,6 +284,17 @@ def probe(data: bytes, runtime, name: str = "model") -> float | None:
     return seconds
 
 
+def vet(path, edgetpu: bool = False) -> None:
+    """Structure check and (CPU models) crash probe of the file at `path`, as `Model(path)` does first; a
+    caller that times Model(path) (benchmark Init) calls this before starting the clock."""
+    from .model import read_model_bytes
+    from .runtime import get_runtime
+
+    data = read_model_bytes(path)  # runs check_structure
+    if not edgetpu:
+        probe(data, get_runtime(), Path(path).name)
+
+
 def _outcome(stdout: bytes) -> dict:
     try:
         lines = stdout.decode("utf-8", "replace").strip().splitlines()
