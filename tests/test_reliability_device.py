@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import struct
 import sys
@@ -24,8 +25,10 @@ from conftest import assert_clean_error
 
 # -- models damaged at one field ---------------------------------------------------------------------
 def _tensor_with_buffer(model, subgraph=0):
+    """A constant tensor (its buffer holds data: activations have empty buffers)."""
     tensors = model.Subgraphs(subgraph)
-    return next(tensors.Tensors(i) for i in range(tensors.TensorsLength()) if tensors.Tensors(i).Buffer() > 0)
+    return next(tensors.Tensors(i) for i in range(tensors.TensorsLength())
+                if model.Buffers(tensors.Tensors(i).Buffer()).DataLength() > 0)
 
 
 def patched(data: bytes, field: str) -> bytes:
@@ -49,6 +52,16 @@ def patched(data: bytes, field: str) -> bytes:
     elif field == "tensor_index":  # the subgraph's output is a tensor that does not exist
         subgraph = model.Subgraphs(0)
         position, value = subgraph._tab.Vector(subgraph._tab.Offset(8)), 5_000
+    elif field == "schema_version":
+        position, value = model._tab.Pos + model._tab.Offset(4), 4
+    elif field == "negative_dimension":
+        tensor = _tensor_with_buffer(model)
+        position, value = tensor._tab.Vector(tensor._tab.Offset(4)), 0xFFFFFFFE  # -2
+    elif field == "constant_size":  # a weight tensor whose shape claims one more row than its data holds
+        tensor = _tensor_with_buffer(model)
+        position, value = tensor._tab.Vector(tensor._tab.Offset(4)), int(tensor.ShapeAsNumpy()[0]) + 1
+    elif field == "root_offset":
+        position, value = 0, len(data) + 64
     else:
         raise ValueError(field)
     out[position:position + 4] = struct.pack("<I", value)
@@ -269,3 +282,22 @@ def test_runtime_errors_after_loading_are_bad_input(digits_float, digits_test):
         model.predict(digits_test[0][:1])
     with pytest.raises(BadInput, match="failed reading the outputs of digits_float32.tflite: Tensor data is null"):
         model.get_outputs()
+
+
+@pytest.mark.parametrize("field,words", [
+    ("schema_version", "schema version 4, expected 3"),
+    ("negative_dimension", "negative dimension"),
+    ("constant_size", "bytes, shape"),
+    ("root_offset", "root offset"),
+    ("huge_shape", "would need"),
+    ("buffer_index", "buffer index 10000"),
+    ("opcode_index", "opcode index 999"),
+    ("tensor_index", "tensor index 5000"),
+])
+def test_structure_check_names_the_damage(field, words, digits_int8, digits_float):
+    from tfedge_device.errors import BadInput
+    from tfedge_device.guard import check_structure
+
+    for model in (digits_int8, digits_float):
+        with pytest.raises(BadInput, match=re.escape(words)):
+            check_structure(patched(model.read_bytes(), field), model.name)
