@@ -62,6 +62,12 @@ def patched(data: bytes, field: str) -> bytes:
         position, value = tensor._tab.Vector(tensor._tab.Offset(4)), int(tensor.ShapeAsNumpy()[0]) + 1
     elif field == "root_offset":
         position, value = 0, len(data) + 64
+    elif field == "zero_points":  # per-channel weights with 2 zero points for N > 2 scales
+        subgraph = model.Subgraphs(0)
+        quantization = next(subgraph.Tensors(i).Quantization() for i in range(subgraph.TensorsLength())
+                            if subgraph.Tensors(i).Quantization() is not None
+                            and subgraph.Tensors(i).Quantization().ScaleLength() > 2)
+        position, value = quantization._tab.Vector(quantization._tab.Offset(10)) - 4, 2  # the length prefix
     else:
         raise ValueError(field)
     out[position:position + 4] = struct.pack("<I", value)
@@ -293,11 +299,13 @@ def test_runtime_errors_after_loading_are_bad_input(digits_float, digits_test):
     ("buffer_index", "buffer index 10000"),
     ("opcode_index", "opcode index 999"),
     ("tensor_index", "tensor index 5000"),
+    ("zero_points", "scales but 2 zero points"),
 ])
 def test_structure_check_names_the_damage(field, words, digits_int8, digits_float):
+    """Every model tested (int8 and float32); per-channel quantization only exists in the int8 one."""
     from tfedge_device.errors import BadInput
     from tfedge_device.guard import check_structure
 
-    for model in (digits_int8, digits_float):
+    for model in (digits_int8,) if field == "zero_points" else (digits_int8, digits_float):
         with pytest.raises(BadInput, match=re.escape(words)):
             check_structure(patched(model.read_bytes(), field), model.name)
