@@ -56,6 +56,7 @@ def main() -> int:
 
     from tfedge_device.text import TextModel
 
+    from tfedge.auto import interleaved_latency_ms
     from tfedge.convert import ConvertRequest, convert
     from tfedge.sources import LoadOptions, load_source
     from tfedge.transformers import read_sentences
@@ -71,7 +72,7 @@ def main() -> int:
 
     source = load_source(f"hf:{model_dir}", LoadOptions(seq_len=SEQ_LEN))
     references = [source.predict(sample)[0] for sample in source.encode(held_out)]
-    rows, models, search = {}, {}, None
+    rows, search = {}, None
     for mode in ("float32", "dynamic", "auto"):
         path = out / f"minilm_{mode}.tflite"
         if not (args.reuse and path.exists() and path.with_suffix(".json").exists()):
@@ -85,13 +86,13 @@ def main() -> int:
         if mode == "auto":
             search = json.loads(path.with_suffix(".json").read_text())["search"]
         model = TextModel(path, threads=1)
-        models[mode] = model
         cosines = [cosine(ref, model.run(text)[0]) for ref, text in zip(references, held_out)]
         rows[mode] = {"mode": mode if mode != "auto" else f"auto -> {search['auto']['chosen']}",
                       "size_mb": round(path.stat().st_size / 1e6, 2),
                       "cosine_min": round(min(cosines), 5), "cosine_mean": round(float(np.mean(cosines)), 5),
                       **throughput(model, held_out)}
-    latencies = interleaved_latency_ms(models, source.encode([held_out[0]])[0], args.runs)
+    latencies = interleaved_latency_ms({mode: (out / f"minilm_{mode}.tflite").read_bytes() for mode in rows},
+                                       source.encode([held_out[0]])[0], runs=args.runs)
     for mode, latency in latencies.items():
         rows[mode]["latency_ms"] = latency
     base = rows["float32"]["latency_ms"]
@@ -107,25 +108,6 @@ def main() -> int:
                       "held_out_sentences": len(held_out), "rows": list(rows.values()), "goals": GOALS,
                       "verdict": verdict, "auto_search": search, "reference_ms": REFERENCE_MS}, indent=2))
     return 0
-
-
-def interleaved_latency_ms(models: dict, sample, runs: int) -> dict:
-    """Median invoke time of each model at the full length, the models timed in turn within every round,
-    so a load change on a shared machine hits all of them alike (the ratios stay meaningful)."""
-    times = {mode: [] for mode in models}
-    for model in models.values():
-        model.adaptive = False
-        if model.dynamic:
-            model._fit(SEQ_LEN)
-        model.model.set_inputs(list(sample))
-        for _ in range(3):
-            model.model.invoke()
-    for _ in range(runs):
-        for mode, model in models.items():
-            started = time.perf_counter()
-            model.model.invoke()
-            times[mode].append(time.perf_counter() - started)
-    return {mode: round(float(np.median(values)) * 1e3, 2) for mode, values in times.items()}
 
 
 def throughput(model, texts: list[str]) -> dict:
