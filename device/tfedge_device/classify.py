@@ -186,6 +186,7 @@ class Classifier:
         model_path = Path(model_path)
         self.model = Model(model_path, threads=threads, edgetpu=edgetpu)
         self.manifest, self.manifest_name = find_manifest(model_path)
+        self.model.check_manifest(self.manifest, self.manifest_name)
         task = (self.manifest or {}).get("task")
         if task not in (None, "image-classification"):
             raise BadInput(

@@ -221,6 +221,25 @@ class Model:
         self.invoke()
         return self.get_outputs()
 
+    def check_manifest(self, manifest: dict | None, origin: str = "the manifest") -> None:
+        """BadInput when a manifest's inputs/outputs disagree with this model's tensors (dtype, shape; -1 in
+        either matches any size). The sha256 check cannot catch a manifest edited by hand, or a manifest
+        borrowed from a sibling model."""
+        for kind, specs in (("input", self.inputs), ("output", self.outputs)):
+            described = (manifest or {}).get(f"{kind}s")
+            if described is None:
+                continue
+            if len(described) != len(specs):
+                raise BadInput(f"{origin} lists {len(described)} {kind}s but {self.path.name} has {len(specs)}")
+            for spec, entry in zip(specs, described):
+                shape, dtype = list(entry.get("shape", spec.shape)), entry.get("dtype", spec.dtype.name)
+                fits = len(shape) == len(spec.shape) and all(
+                    a == b or a == -1 or b == -1 for a, b in zip(shape, spec.shape))
+                if dtype != spec.dtype.name or not fits:
+                    raise BadInput(f"{origin} says {kind} {spec.name!r} is {shape} {dtype} but "
+                                   f"{self.path.name} has {list(spec.shape)} {spec.dtype.name}",
+                                   hint="re-run `tfedge convert`, or remove the stale manifest")
+
     def describe(self) -> dict:
         return {
             "path": str(self.path),
