@@ -141,12 +141,16 @@ def bad(tmp_path_factory, digits_int8, digits_float) -> dict:
     # A manifest that belongs to another model (hash mismatch).
     shutil.copy(digits_int8, root / "stale.tflite")
     shutil.copy(digits_float.with_suffix(".json"), root / "stale.json")
-    # A manifest whose preprocessing/input shape disagrees with its (unchanged, hash-matching) model.
+    # Manifests edited by hand (their sha256 still matches the unchanged model): preprocessing for another
+    # input shape; inputs of another shape and dtype.
     shutil.copy(digits_int8, root / "reshaped.tflite")
     manifest = json.loads(digits_int8.with_suffix(".json").read_text())
     manifest["preprocess"]["image"].update(height=28, width=28, channels=3)
-    manifest["inputs"][0]["shape"] = [1, 28, 28, 3]
     (root / "reshaped.json").write_text(json.dumps(manifest))
+    shutil.copy(digits_int8, root / "retyped.tflite")
+    manifest = json.loads(digits_int8.with_suffix(".json").read_text())
+    manifest["inputs"][0].update(shape=[1, 28, 28, 3], dtype="float32")
+    (root / "retyped.json").write_text(json.dumps(manifest))
     shutil.copy(digits_int8, root / "badjson.tflite")
     (root / "badjson.json").write_text("{ not json")
     return root
@@ -169,8 +173,11 @@ CASES = {
                                   ["opcode index 999 out of range"]),
     "tensor_index_out_of_range": (["info", "{bad}/tensor_index.tflite"], 2, ["output tensor index 5000"]),
     "manifest_hash_mismatch": (["classify", "{bad}/stale.tflite", "-i", DIGIT], 2, ["stale.json", "sha256"]),
-    "manifest_shape_mismatch": (["classify", "{bad}/reshaped.tflite", "-i", DIGIT], 2,
-                                ["28x28x3", "does not match", "[1, 8, 8, 1]"]),
+    "manifest_preprocess_mismatch": (["classify", "{bad}/reshaped.tflite", "-i", DIGIT], 2,
+                                     ["28x28x3", "does not match", "[1, 8, 8, 1]"]),
+    "manifest_input_shape_dtype_mismatch": (["classify", "{bad}/retyped.tflite", "-i", DIGIT], 2,
+                                            ["retyped.json says input", "[1, 28, 28, 3] float32",
+                                             "[1, 8, 8, 1] int8"]),
     "manifest_not_json": (["classify", "{bad}/badjson.tflite", "-i", DIGIT], 2, ["not valid JSON"]),
     "corrupt_jpeg": (["classify", "{int8}", "-i", "{bad}/corrupt.jpg"], 2, ["cannot read image", "corrupt.jpg"]),
     "corrupt_png": (["classify", "{int8}", "-i", "{bad}/corrupt.png"], 2, ["cannot read image", "corrupt.png"]),
