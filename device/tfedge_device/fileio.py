@@ -72,6 +72,21 @@ def _remove(tmp: Path) -> None:
         tmp.unlink()
 
 
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM (systemd stopping a service, `timeout`, `kill`) raise KeyboardInterrupt like Ctrl-C, so
+    atomic writes remove their temp files and the CLI ends with one "interrupted" line (exit 130) instead of
+    dying mid-write. Only from the main thread, and only where SIGTERM still has its default action."""
+    import signal
+    import threading
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write `data` to `path` atomically (fsync before the rename)."""
     path = Path(path)

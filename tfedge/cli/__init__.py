@@ -56,13 +56,17 @@ def cli(verbose: int) -> None:
 
 
 def main(argv=None) -> None:
+    from tfedge_device.fileio import interrupt_on_sigterm
+
+    interrupt_on_sigterm()  # a stopped service or `timeout` cleans up like Ctrl-C: no partial output
     try:
         cli.main(args=argv, prog_name="tfedge", standalone_mode=False)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
     except click.ClickException as err:  # usage errors: one line, like tfedge-run's (not click's three)
         where = err.ctx.command_path if getattr(err, "ctx", None) else "tfedge"
-        print(f"tfedge: error: {' '.join(err.format_message().split())} (see {where} --help)", file=sys.stderr)
+        message = " ".join(err.format_message().split())
+        print(f"tfedge: error: {message} (see {where} --help)", file=sys.stderr)
         sys.exit(2)
     except click.exceptions.Abort:
         print("tfedge: interrupted; no output was written", file=sys.stderr)
