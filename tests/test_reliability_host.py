@@ -134,14 +134,16 @@ def test_read_only_output_directory(digits_dir, tmp_path):
 
 
 # -- Ctrl-C -------------------------------------------------------------------------------------------
-def test_ctrl_c_during_conversion_leaves_no_partial_file(digits_dir, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_interrupted_conversion_leaves_no_partial_file(stop, digits_dir, tmp_path):
+    """Ctrl-C, or SIGTERM (a service stopped, `timeout`): exit 130, no partial file, the old output intact."""
     out = tmp_path / "out.tflite"
     out.write_bytes(OLD)
     process = subprocess.Popen([str(VENV_BIN / "tfedge"), "convert", digits_dir / "digits.keras", "-o", out,
                                 "--quant", "int8", "--calib", digits_dir / "calib"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(7)  # TensorFlow imported; loading, calibrating or converting
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr, stderr
