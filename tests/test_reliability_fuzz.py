@@ -56,3 +56,38 @@ def test_fuzzed_models_as_separate_processes(fuzz_models, digits_float, digits_d
 ])
 def test_verdicts(fuzz_models, code, stderr, expected):
     assert fuzz_models.verdict(code, stderr) == expected
+
+
+def test_fuzzed_images_are_a_result_or_bad_input(fuzz_models, digits_dir, tmp_path):
+    """Damaged PNG, JPEG, GIF, BMP, WebP and TIFF files through load_image: a result or BadInput, nothing else."""
+    import io
+    import random
+    import warnings
+
+    import numpy as np
+    from PIL import Image
+    from tfedge_device.errors import BadInput
+    from tfedge_device.preprocess import ImageSpec, load_image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    originals = {"png": (digits_dir / "images" / "digit_3.png").read_bytes()}
+    for kind in ("JPEG", "GIF", "BMP", "WEBP", "TIFF"):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, kind)
+        originals[kind.lower()] = buffer.getvalue()
+    rng, outcomes = random.Random(4), {"ok": 0, "bad": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # PIL's "Corrupt EXIF data" and the like
+        for i in range(300):
+            suffix = list(originals)[i % len(originals)]
+            data = originals[suffix]
+            mutate = list(fuzz_models.MUTATORS.values())[(i // len(originals)) % len(fuzz_models.MUTATORS)]
+            path = tmp_path / f"m{i}.{suffix}"
+            path.write_bytes(mutate(data, rng, list(range(min(len(data), 8), len(data)))))
+            try:
+                load_image(path, ImageSpec(8, 8, 3))
+                outcomes["ok"] += 1
+            except BadInput:
+                outcomes["bad"] += 1
+    print(f"\nimage fuzz: 300 damaged images, {outcomes['ok']} decoded, {outcomes['bad']} refused as BadInput")
+    assert outcomes["ok"] + outcomes["bad"] == 300 and outcomes["bad"] > 0
