@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from .errors import BadInput, EnvironmentMissing
@@ -43,6 +45,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
     """
     path = Path(path)
     _check_target_dir(path)
+    _sweep_stale(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent or ".")
     os.close(fd)
     os.unlink(tmp)
@@ -63,6 +66,23 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
     except BaseException:
         _remove(tmp)
         raise
+
+
+# Temp files of this target older than this were left by a process that could not clean up (SIGKILL, power
+# loss): removed before the next write, so an unattended device does not fill up with them. No write of
+# tfedge holds its temp file this long.
+STALE_TEMP_S = 3600
+
+
+def _sweep_stale(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    now = time.time()
+    for leftover in parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if now - leftover.lstat().st_mtime > STALE_TEMP_S:
+                _remove(leftover)
+        except OSError:  # another process removed it first, or it is not ours to remove
+            continue
 
 
 def _remove(tmp: Path) -> None:
