@@ -191,3 +191,17 @@ def test_manifest_write_failure_keeps_the_old_model_and_manifest(digits_dir, tmp
                                show_progress=False))
     assert sorted(os.listdir(tmp_path)) == ["out.json", "out.tflite"]
     assert out.read_bytes() == OLD and out.with_suffix(".json").read_bytes() == OLD
+
+
+def test_temp_files_left_by_a_killed_process_are_swept_by_the_next_write(tmp_path):
+    """SIGKILL or a power cut can leave `.NAME.XXXX.tmp`; the next write of NAME removes old ones (not fresh
+    ones: another process may be writing)."""
+    from tfedge_device.fileio import STALE_TEMP_S, write_bytes
+
+    old, fresh = tmp_path / ".model.tflite.abc123.tmp", tmp_path / ".model.tflite.def456.tmp"
+    old.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    stale = time.time() - STALE_TEMP_S - 60
+    os.utime(old, (stale, stale))
+    write_bytes(tmp_path / "model.tflite", b"complete")
+    assert sorted(os.listdir(tmp_path)) == [".model.tflite.def456.tmp", "model.tflite"]
