@@ -74,7 +74,7 @@ class CliResult:
 def run_command(program: str, *args, cwd=None, env=None, timeout=600) -> CliResult:
     """Run an installed console script (tfedge, tfedge-run) as a user would, in a subprocess."""
     full_env = {**os.environ, **(env or {})}
-    completed = subprocess.run([str(VENV_BIN / program), *map(str, args)], capture_output=True, text=True,
+    completed = subprocess.run([str(VENV_BIN / program), *map(str, args)], check=False, capture_output=True, text=True,
                                cwd=cwd, env=full_env, timeout=timeout)
     return CliResult(completed)
 

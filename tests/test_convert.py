@@ -6,12 +6,12 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import assert_clean_error
-from tfedge.convert import ConvertRequest, convert
-from tfedge.sources import LoadOptions
 from tfedge_device.manifest import read_manifest
 from tfedge_device.model import Model
+
+from tfedge.convert import ConvertRequest, convert
+from tfedge.sources import LoadOptions
 
 
 @pytest.fixture(scope="session")

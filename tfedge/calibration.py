@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-
 from tfedge_device.preprocess import IMAGE_SUFFIXES, ImageSpec, list_images, load_image
 
 from .errors import BadInput

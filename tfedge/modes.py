@@ -6,8 +6,8 @@ register themselves from their own modules (tfedge.edgetpu, tfedge.auto) to keep
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .errors import BadInput
 from .tfrt import tensorflow

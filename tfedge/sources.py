@@ -9,9 +9,9 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -87,7 +87,7 @@ class SourceModel:
 
     def _trackable(self):
         """The object owning the variables (passed to the converter with the concrete function)."""
-        return None
+        return
 
     def concrete_function(self):
         if self._concrete is None:

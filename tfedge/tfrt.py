@@ -9,12 +9,12 @@ from __future__ import annotations
 import functools
 import os
 
-from tfedge_device.quiet import quiet_native  # noqa: F401 - re-exported
+from tfedge_device.quiet import quiet_native
 
 from .errors import EnvironmentMissing
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # bit-reproducible CPU results

@@ -9,7 +9,6 @@ from __future__ import annotations
 import operator
 
 import numpy as np
-
 from tfedge_device.model import Model
 
 from .errors import BudgetNotMet

@@ -32,7 +32,6 @@ def raw_convert(mode: str, samples, path: Path) -> None:
     """The plain TF 2.21 converter on keras.applications.MobileNetV2, as its documentation shows each mode."""
     import keras
 
-    from tfedge.modes import ConvertContext, get_mode
     from tfedge.tfrt import quiet_native, tensorflow
 
     tf = tensorflow()
@@ -66,9 +65,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
+    from tfedge_device.bench import benchmark
+
     from tfedge.convert import ConvertRequest, convert
     from tfedge.sources import LoadOptions
-    from tfedge_device.bench import benchmark
 
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_convert_"))
     out.mkdir(parents=True, exist_ok=True)

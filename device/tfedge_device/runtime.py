@@ -69,7 +69,7 @@ def _importable(runtime: Runtime) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def get_runtime(name: str | None = None) -> Runtime:
     """The runtime named (or in TFEDGE_RUNTIME), else the first importable one in RUNTIMES."""
     name = name or os.environ.get("TFEDGE_RUNTIME") or None

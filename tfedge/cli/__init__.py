@@ -71,7 +71,7 @@ def main(argv=None) -> None:
     except click.exceptions.Abort:
         print("tfedge: interrupted; no output was written", file=sys.stderr)
         sys.exit(130)
-    except BaseException as err:  # noqa: BLE001 - the CLI edge: every error becomes one line + exit code
+    except BaseException as err:
         if isinstance(err, SystemExit):
             raise
         sys.exit(report(err, "tfedge"))

@@ -10,7 +10,14 @@ import click
 
 from ..modes import mode_names
 from .options import (
-    emit, input_shape_option, json_option, parse_shape, quiet_option, signature_option, table, unsafe_option,
+    emit,
+    input_shape_option,
+    json_option,
+    parse_shape,
+    quiet_option,
+    signature_option,
+    table,
+    unsafe_option,
     weights_option,
 )
 
