@@ -8,7 +8,15 @@ from pathlib import Path
 
 import click
 
-from .options import emit, json_option, quiet_option, threads_option, weights_option
+from .options import (
+    emit,
+    json_option,
+    quiet_option,
+    seq_len_option,
+    task_option,
+    threads_option,
+    weights_option,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +34,8 @@ log = logging.getLogger(__name__)
 @click.option("--limit", type=click.IntRange(1), help="Evaluate at most this many samples.")
 @threads_option
 @weights_option
-@click.option("--task", help="hf: sources: sentence-embedding or sequence-classification.")
-@click.option("--seq-len", type=click.IntRange(2), help="hf: sources: sequence length (as converted).")
+@task_option
+@seq_len_option
 @json_option
 @quiet_option
 def compare(variants, data, report, runs, warmup, preprocess, limit, threads, weights, task, seq_len, as_json, quiet):

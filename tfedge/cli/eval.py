@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import emit, json_option, table, threads_option, weights_option
+from .options import emit, json_option, seq_len_option, table, task_option, threads_option, weights_option
 
 
 def percent(value) -> str:
@@ -23,8 +23,8 @@ def percent(value) -> str:
 @click.option("--limit", type=click.IntRange(1), help="Evaluate at most this many samples (spread evenly).")
 @threads_option
 @weights_option
-@click.option("--task", help="hf: sources: sentence-embedding or sequence-classification.")
-@click.option("--seq-len", type=click.IntRange(2), help="hf: sources: sequence length (as converted).")
+@task_option
+@seq_len_option
 @json_option
 def evaluate(model, data, reference, preprocess, limit, threads, weights, task, seq_len, as_json):
     """Accuracy of MODEL on DATA: top-1/top-5 or cosine.
