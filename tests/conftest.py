@@ -40,25 +40,26 @@ def session_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("session")
 
 
-@pytest.fixture(scope="session")
-def digits_int8(session_dir) -> Path:
-    """The default model converted to full int8 (calibrated on its calib images), with its manifest."""
+def convert_digits(directory: Path, mode: str) -> Path:
+    """The default model converted in `mode` (calibrated/verified on its calib images), with its manifest."""
     from tfedge.convert import ConvertRequest, convert
 
-    out = session_dir / "digits_int8.tflite"
-    convert(ConvertRequest(source=str(DIGITS / "digits.keras"), output=out, mode="int8",
+    out = directory / f"digits_{mode}.tflite"
+    convert(ConvertRequest(source=str(DIGITS / "digits.keras"), output=out, mode=mode,
                            calib=str(DIGITS / "calib"), labels=DIGITS / "labels.txt", show_progress=False))
     return out
+
+
+@pytest.fixture(scope="session")
+def digits_int8(session_dir) -> Path:
+    """The default model converted to full int8, with its manifest."""
+    return convert_digits(session_dir, "int8")
 
 
 @pytest.fixture(scope="session")
 def digits_float(session_dir) -> Path:
-    from tfedge.convert import ConvertRequest, convert
-
-    out = session_dir / "digits_float32.tflite"
-    convert(ConvertRequest(source=str(DIGITS / "digits.keras"), output=out, mode="float32",
-                           calib=str(DIGITS / "calib"), labels=DIGITS / "labels.txt", show_progress=False))
-    return out
+    """The default model converted to float32, with its manifest."""
+    return convert_digits(session_dir, "float32")
 
 
 class CliResult:
