@@ -91,7 +91,10 @@ def main() -> int:
                       "size_mb": round(path.stat().st_size / 1e6, 2),
                       "cosine_min": round(min(cosines), 5), "cosine_mean": round(float(np.mean(cosines)), 5),
                       **throughput(model, held_out)}
-    latencies = interleaved_latency_ms({mode: (out / f"minilm_{mode}.tflite").read_bytes() for mode in rows},
+    files = {mode: out / f"minilm_{mode}.tflite" for mode in rows} | {"int8 FCs only": out / "minilm_fc-int8.tflite"}
+    rows["int8 FCs only"] = fc_int8_probe(source, calib_file, len(calibration), files["int8 FCs only"],
+                                          references, held_out, args.reuse)
+    latencies = interleaved_latency_ms({mode: files[mode].read_bytes() for mode in rows},
                                        source.encode([held_out[0]])[0], runs=args.runs)
     for mode, latency in latencies.items():
         rows[mode]["latency_ms"] = latency
@@ -108,6 +111,31 @@ def main() -> int:
                       "held_out_sentences": len(held_out), "rows": list(rows.values()), "goals": GOALS,
                       "verdict": verdict, "auto_search": search, "reference_ms": REFERENCE_MS}, indent=2))
     return 0
+
+
+def fc_int8_probe(source, calib_file: Path, count: int, path: Path, references, held_out, reuse: bool) -> dict:
+    """Not a mode: every FULLY_CONNECTED static int8 (calibrated activations), every other op float. Bounds what a
+    per-layer selective int8 could gain over dynamic-range: if this is no faster than dynamic, keeping some of
+    the FCs float cannot be either."""
+    from tfedge_device.fileio import sha256_file
+    from tfedge_device.text import TextModel
+
+    from tfedge.calibration import load_samples
+    from tfedge.selective import SKIPPED_KINDS, calibrate, op_kinds, quantize
+    from tfedge.verify import cosine
+
+    if not (reuse and path.exists()):
+        calibrated = calibrate(source, load_samples(str(calib_file), source, count, None, False))
+        kinds = [k for k in op_kinds(calibrated) if k not in SKIPPED_KINDS | {"FULLY_CONNECTED"}]
+        path.write_bytes(source.finalize_model(quantize(calibrated, float_ops=kinds)))
+        manifest = json.loads((path.parent / "minilm_dynamic.json").read_text())  # same inputs and tokenizer
+        manifest.update(model_sha256=sha256_file(path), mode="int8 FCs only (probe)", verification=None)
+        path.with_suffix(".json").write_text(json.dumps(manifest, indent=2))
+    model = TextModel(path, threads=1)
+    cosines = [cosine(ref, model.run(text)[0]) for ref, text in zip(references, held_out)]
+    return {"mode": "int8 FCs only (probe)", "size_mb": round(path.stat().st_size / 1e6, 2),
+            "cosine_min": round(min(cosines), 5), "cosine_mean": round(float(np.mean(cosines)), 5),
+            **throughput(model, held_out)}
 
 
 def throughput(model, texts: list[str]) -> dict:
