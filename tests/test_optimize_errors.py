@@ -41,6 +41,7 @@ def tfedge(capsys):
     (("prune", "{tmp}/nope.keras", "--data", "{train}", "-o", "{tmp}/o.h5"), ("not found",)),
     (("prune", "{train}", "--data", "{train}", "-o", "{tmp}/o.h5"), ("unsupported model",)),
     (("prune", "{model}", "--data", "{train}", "-o", "{tmp}/no/dir/o.h5"), ("does not exist",)),
+    (("prune", "{model}", "--data", "{train}", "--exclude", "Conv3D", "-o", "{tmp}/o.h5"), ("matches no layer",)),
     (("qat", "{model}", "--data", "{train}", "-o", "{tmp}/o.h5"), ("tflite",)),
     (("qat", "{model}", "--data", "{train}", "--quant", "float16", "-o", "{tmp}/o.tflite"), ("int8",)),
     (("cluster", "{model}", "--data", "{train}", "--clusters", "1", "-o", "{tmp}/o.h5"), ("clusters",)),

@@ -3,9 +3,13 @@
 Schedules (tfmot.sparsity.keras): `polynomial` ramps sparsity from 0 to the target over the first two
 thirds of training (tfmot's recommended PolynomialDecay), `constant` prunes to the target from step 0.
 `UpdatePruningStep` advances the masks each step; `strip_pruning` removes the wrappers before export.
+`exclude` keeps layers dense (tfmot's pattern of pruning chosen layers through `clone_model`): a pattern
+is a layer class (`DepthwiseConv2D`) or a glob over layer names (`Conv1`, `block_1_*`).
 """
 
 from __future__ import annotations
+
+import fnmatch
 
 from .common import PRUNING_NOTE, OptimizeRequest, Technique, optimize
 
@@ -28,10 +32,37 @@ def wrap(model, request: OptimizeRequest, data, steps_per_epoch: int):
     ramp_epochs = max(1, (2 * request.fit.epochs) // 3) if schedule == "polynomial" else 0
     end_step = max(1, ramp_epochs * steps_per_epoch)
     frequency = max(1, min(100, steps_per_epoch // 2))
-    pruned = tfmot.sparsity.keras.prune_low_magnitude(
-        model, pruning_schedule=_schedule(schedule, sparsity, end_step, frequency))
+    schedule = _schedule(schedule, sparsity, end_step, frequency)
+    kept = excluded_layers(model, request.options.get("exclude") or ())
+    if kept:
+        import tf_keras
+
+        def wrap_layer(layer):
+            if layer.name in kept or not layer.weights:
+                return layer
+            return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
+
+        pruned = tf_keras.models.clone_model(model, clone_function=wrap_layer)
+    else:
+        pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
     # early stopping only once the target sparsity is reached (earlier "best" weights are less sparse)
     return pruned, [tfmot.sparsity.keras.UpdatePruningStep()], ramp_epochs + 1
+
+
+def excluded_layers(model, patterns) -> set:
+    """Names of the layers with weights that `patterns` keep dense; BadInput for a pattern that matches none."""
+    from ..errors import BadInput
+
+    weighted = [layer for layer in model.layers if layer.weights]
+    kept = set()
+    for pattern in patterns:
+        matched = {layer.name for layer in weighted
+                   if type(layer).__name__ == pattern or fnmatch.fnmatchcase(layer.name, pattern)}
+        if not matched:
+            raise BadInput(f"--exclude {pattern!r} matches no layer with weights (give a layer class such as "
+                           f"DepthwiseConv2D, or a glob over layer names)")
+        kept |= matched
+    return kept
 
 
 def strip(model):
