@@ -24,8 +24,8 @@ def prune(model, sparsity, schedule, exclude, **kw):
     """
     from ..optimize.prune import prune as run
 
-    result = run(make_request(model, kw, {"sparsity": sparsity, "schedule": schedule,
-                                                 "exclude": list(exclude)}))
+    options = {"sparsity": sparsity, "schedule": schedule, "exclude": list(exclude)}
+    result = run(make_request(model, kw, options))
     emit(result, kw["as_json"], lambda r: print_result(r, [
         ("global sparsity", f"{r['prune']['global'] * 100:.1f} %"),
         ("per layer", ", ".join(f"{k} {v * 100:.0f} %" for k, v in r["prune"]["layers"].items())),

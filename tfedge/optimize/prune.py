@@ -32,19 +32,19 @@ def wrap(model, request: OptimizeRequest, data, steps_per_epoch: int):
     ramp_epochs = max(1, (2 * request.fit.epochs) // 3) if schedule == "polynomial" else 0
     end_step = max(1, ramp_epochs * steps_per_epoch)
     frequency = max(1, min(100, steps_per_epoch // 2))
-    schedule = _schedule(schedule, sparsity, end_step, frequency)
+    pruning_schedule = _schedule(schedule, sparsity, end_step, frequency)
     kept = excluded_layers(model, request.options.get("exclude") or ())
     if kept:
-        import tf_keras
+        from .keras_bridge import tf_keras_module
 
         def wrap_layer(layer):
             if layer.name in kept or not layer.weights:
                 return layer
-            return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
+            return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=pruning_schedule)
 
-        pruned = tf_keras.models.clone_model(model, clone_function=wrap_layer)
+        pruned = tf_keras_module().models.clone_model(model, clone_function=wrap_layer)
     else:
-        pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
+        pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=pruning_schedule)
     # early stopping only once the target sparsity is reached (earlier "best" weights are less sparse)
     return pruned, [tfmot.sparsity.keras.UpdatePruningStep()], ramp_epochs + 1
 
