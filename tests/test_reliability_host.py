@@ -141,9 +141,15 @@ def test_interrupted_conversion_leaves_no_partial_file(stop, digits_dir, tmp_pat
     out.write_bytes(OLD)
     # MobileNetV2 calibrated on 200 images takes far longer than the wait below even on a quiet machine, so
     # the signal lands while TensorFlow is imported, the model built, or calibration runs: never after the end.
-    process = subprocess.Popen([str(VENV_BIN / "tfedge"), "convert", "keras-app:MobileNetV2", "--weights", "none",
-                                "-o", out, "--quant", "int8", "--calib", digits_dir / "calib", "--calib-count", "200"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a suite started in the background (`nohup ... &`) inherits SIGINT as ignored, and so would the child (tfedge
+    # rightly keeps ignoring it then): a handler here makes exec hand the child the default, as in a terminal
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen([str(VENV_BIN / "tfedge"), "convert", "keras-app:MobileNetV2", "--weights", "none",
+                                    "-o", out, "--quant", "int8", "--calib", digits_dir / "calib", "--calib-count",
+                                    "200"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     time.sleep(8)
     process.send_signal(stop)
     _, stderr = process.communicate(timeout=300)
@@ -160,6 +166,36 @@ def test_atomic_path_keeps_the_old_file_when_interrupted_mid_write(tmp_path):
     with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
         tmp.write_bytes(b"half a mod")
         raise KeyboardInterrupt
+    assert os.listdir(tmp_path) == ["model.tflite"] and target.read_bytes() == OLD
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed interrupt
+def test_ctrl_c_that_python_loses_in_a_destructor_still_stops_the_write(tmp_path, monkeypatch):
+    """A KeyboardInterrupt raised inside __del__ (or a callback from native code) is printed as "Exception
+    ignored" and dropped: the recorded interrupt still keeps atomic_path from committing (fileio._INTERRUPTED)."""
+    import threading
+
+    from tfedge_device import fileio
+
+    monkeypatch.setattr(fileio, "_INTERRUPTED", threading.Event())
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, whatever started pytest
+    fileio.interrupt_on_signals()
+
+    class DroppedInterrupt:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            sum(range(1000))  # Python runs the handler here, inside __del__, which swallows its exception
+
+    target = tmp_path / "model.tflite"
+    target.write_bytes(OLD)
+    try:
+        with pytest.raises(KeyboardInterrupt), fileio.atomic_path(target) as tmp:
+            tmp.write_bytes(b"new model")
+            DroppedInterrupt()  # collected at once: the interrupt lands and is lost
+            reached_end_of_work = True
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert reached_end_of_work  # the work itself was not stopped: only the record stops the commit
     assert os.listdir(tmp_path) == ["model.tflite"] and target.read_bytes() == OLD
 
 

@@ -16,7 +16,7 @@ import sys
 
 from . import __version__
 from .errors import BAD_INPUT, report
-from .fileio import interrupt_on_sigterm
+from .fileio import interrupt_on_signals
 
 PROG = "tfedge-run"
 
@@ -81,7 +81,7 @@ def chosen_command(argv: list[str]) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    interrupt_on_sigterm()  # a stopped service cleans up like Ctrl-C (fileio)
+    interrupt_on_signals()  # a stopped service cleans up like Ctrl-C (fileio)
     try:
         args = build_parser(chosen_command(argv)).parse_args(argv)
         level = logging.WARNING - 10 * args.verbose

@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -52,6 +53,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
     tmp = Path(tmp)
     try:
         yield tmp
+        if _INTERRUPTED.is_set():  # the KeyboardInterrupt itself was lost (see _INTERRUPTED)
+            raise KeyboardInterrupt
         if tmp.is_dir() and path.is_dir():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -92,19 +95,29 @@ def _remove(tmp: Path) -> None:
         tmp.unlink()
 
 
-def interrupt_on_sigterm() -> None:
-    """Make SIGTERM (systemd stopping a service, `timeout`, `kill`) raise KeyboardInterrupt like Ctrl-C, so
-    atomic writes remove their temp files and the CLI ends with one "interrupted" line (exit 130) instead of
-    dying mid-write. Only from the main thread, and only where SIGTERM still has its default action."""
+# Set by the handlers `interrupt_on_signals` installs. Python can lose the KeyboardInterrupt a handler raises:
+# raised inside a __del__ or a callback from native code it is printed as "Exception ignored" and dropped (seen
+# here: a Ctrl-C during TensorFlow's calibration that `tfedge convert` survived, writing its output). So the
+# interrupt is also recorded, and atomic_path refuses to commit after it.
+_INTERRUPTED = threading.Event()
+
+
+def interrupt_on_signals() -> None:
+    """Make Ctrl-C and SIGTERM (systemd stopping a service, `timeout`, `kill`) raise KeyboardInterrupt and
+    record it, so atomic writes remove their temp files and the CLI ends with one "interrupted" line (exit 130)
+    instead of dying mid-write or finishing after the user asked it to stop. Only from the main thread, and only
+    where the signal still has its default action (a SIGINT ignored by `nohup ... &` stays ignored)."""
     import signal
-    import threading
 
     def interrupt(signum, frame):
+        _INTERRUPTED.set()
         raise KeyboardInterrupt
 
-    main_thread = threading.current_thread() is threading.main_thread()
-    if main_thread and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, interrupt)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum, default in ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler)):
+        if signal.getsignal(signum) == default:
+            signal.signal(signum, interrupt)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -56,9 +56,9 @@ def cli(verbose: int) -> None:
 
 
 def main(argv=None) -> None:
-    from tfedge_device.fileio import interrupt_on_sigterm
+    from tfedge_device.fileio import interrupt_on_signals
 
-    interrupt_on_sigterm()  # a stopped service or `timeout` cleans up like Ctrl-C: no partial output
+    interrupt_on_signals()  # a stopped service or `timeout` cleans up like Ctrl-C: no partial output
     try:
         cli.main(args=argv, prog_name="tfedge", standalone_mode=False)
     except click.exceptions.Exit as done:
