@@ -66,9 +66,12 @@ def test_length_adaptive_equals_fixed_length(tiny_dynamic):
     assert np.allclose(adaptive["embeddings"], fixed["embeddings"], atol=1e-4)
 
 
-def test_sequence_classification_head(tiny_bert, tmp_path):
+def test_sequence_classification_head(tfedge, tiny_bert, tmp_path):
     out = tmp_path / "classifier.tflite"
-    result = convert_tiny(tiny_bert, out, "float32", task="sequence-classification", num_labels=3)
+    converted = tfedge("convert", f"hf:{tiny_bert}", "-o", out, "--task", "sequence-classification",
+                       "--num-labels", "3", "--seq-len", SEQ_LEN, "--calib", SENTENCES, "--verify-count", "12", "--json")
+    assert converted.returncode == 0, converted
+    result = json.loads(converted.stdout)
     assert any("random weights" in note for note in result["notes"])
     manifest = json.loads(out.with_suffix(".json").read_text())
     assert manifest["task"] == "sequence-classification" and manifest["text"]["pooling"] is None
@@ -132,7 +135,8 @@ def test_cli_convert_json(tfedge, tiny_bert, tmp_path):
     (lambda d: d, (), ["no config.json"]),
     ("no-tokenizer", (), ["tokenizer.json"]),
     ("bert", ("--task", "translation"), ["translation", "sentence-embedding"]),
-    ("bert", ("--seq-len", "1"), ["--seq-len 1"]),
+    ("bert", ("--seq-len", "1"), ["--seq-len", "1 is not in the range"]),
+    ("bert", ("--num-labels", "3"), ["--num-labels", "sentence-embedding", "--task sequence-classification"]),
 ])
 def test_bad_hf_sources(tfedge, tiny_bert, tmp_path, make, args, words):
     import shutil

@@ -212,6 +212,9 @@ def load_hf_source(spec: str, options: LoadOptions) -> SourceModel:
         raise BadInput(f"--task {options.task!r} is not a text task" if options.task else
                        f"{root} has no sentence-transformers config: say what to build with --task",
                        hint=f"choose one of {', '.join(TASKS)}")
+    if options.num_labels and task != "sequence-classification":
+        raise BadInput(f"--num-labels sizes a classification head; the {task} task has none",
+                       hint="add --task sequence-classification")
     seq_len = options.seq_len or DEFAULT_SEQ_LEN
     max_positions = read_json(root / "config.json").get("max_position_embeddings")
     if seq_len < 2 or (max_positions and seq_len > max_positions):

@@ -13,10 +13,13 @@ from .options import (
     emit,
     input_shape_option,
     json_option,
+    num_labels_option,
     parse_shape,
     quiet_option,
+    seq_len_option,
     signature_option,
     table,
+    task_option,
     unsafe_option,
     weights_option,
 )
@@ -45,13 +48,14 @@ log = logging.getLogger("tfedge")
 @signature_option
 @weights_option
 @unsafe_option
-@click.option("--task", help="hf: sentence-embedding or sequence-classification.")
-@click.option("--seq-len", type=int, help="hf: sequence length.")
+@task_option
+@seq_len_option
+@num_labels_option
 @json_option
 @quiet_option
 def convert(source, output, mode, io_type, calib, calib_count, preprocess, labels, verify_count, min_cosine,
-            min_top1_agreement, max_abs_error, input_shapes, signature, weights, unsafe, task, seq_len, as_json,
-            quiet):
+            min_top1_agreement, max_abs_error, input_shapes, signature, weights, unsafe, task, seq_len, num_labels,
+            as_json, quiet):
     """Convert SOURCE to TFLite and verify it against SOURCE.
 
     SOURCE: a SavedModel directory, a Keras 3 .keras file, a tf_keras .h5 file, keras-app:NAME
@@ -67,7 +71,8 @@ def convert(source, output, mode, io_type, calib, calib_count, preprocess, label
         budgets={"min_cosine": min_cosine, "min_top1_agreement": min_top1_agreement,
                  "max_abs_error": max_abs_error},
         load=LoadOptions(signature=signature, input_shapes=[parse_shape(s) for s in input_shapes],
-                         weights=weights, unsafe=unsafe, task=task, seq_len=seq_len),
+                         weights=weights, unsafe=unsafe, task=task, seq_len=seq_len,
+                         num_labels=num_labels),
         show_progress=not (quiet or as_json),
     )
     result = run(request)

@@ -34,6 +34,9 @@ signature_option = click.option("--signature", help="SavedModel signature (defau
 weights_option = click.option("--weights", help="keras-app: weights file, or 'none' for random weights.")
 task_option = click.option("--task", help="hf: sources: sentence-embedding or sequence-classification.")
 seq_len_option = click.option("--seq-len", type=click.IntRange(2), help="hf: sources: sequence length (as converted).")
+num_labels_option = click.option("--num-labels", type=click.IntRange(2),
+                                 help="hf: sequence-classification: classes of the head (default: config.json's "
+                                      "id2label, else 2).")
 unsafe_option = click.option("--unsafe", is_flag=True,
                              help="Allow Keras Lambda layers (runs code from the file: only for trusted files).")
 
