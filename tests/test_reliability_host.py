@@ -7,6 +7,7 @@ mounted in a private mount namespace (`unshare -m`, as root); skipped where that
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -134,6 +135,17 @@ def test_read_only_output_directory(digits_dir, tmp_path):
 
 
 # -- Ctrl-C -------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def sigint_as_in_a_terminal():
+    """SIGINT with Python's default handler for the block, then as before. A suite started in the background
+    (`nohup ... &`) inherits SIGINT as ignored, and tfedge rightly keeps ignoring it then."""
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
 def test_interrupted_conversion_leaves_no_partial_file(stop, digits_dir, tmp_path):
     """Ctrl-C, or SIGTERM (a service stopped, `timeout`): exit 130, no partial file, the old output intact."""
@@ -141,15 +153,10 @@ def test_interrupted_conversion_leaves_no_partial_file(stop, digits_dir, tmp_pat
     out.write_bytes(OLD)
     # MobileNetV2 calibrated on 200 images takes far longer than the wait below even on a quiet machine, so
     # the signal lands while TensorFlow is imported, the model built, or calibration runs: never after the end.
-    # a suite started in the background (`nohup ... &`) inherits SIGINT as ignored, and so would the child (tfedge
-    # rightly keeps ignoring it then): a handler here makes exec hand the child the default, as in a terminal
-    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
+    with sigint_as_in_a_terminal():  # exec hands the child the default action, not an inherited "ignored"
         process = subprocess.Popen([str(VENV_BIN / "tfedge"), "convert", "keras-app:MobileNetV2", "--weights", "none",
                                     "-o", out, "--quant", "int8", "--calib", digits_dir / "calib", "--calib-count",
                                     "200"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    finally:
-        signal.signal(signal.SIGINT, inherited)
     time.sleep(8)
     process.send_signal(stop)
     _, stderr = process.communicate(timeout=300)
@@ -178,8 +185,6 @@ def test_ctrl_c_that_python_loses_in_a_destructor_still_stops_the_write(tmp_path
     from tfedge_device import fileio
 
     monkeypatch.setattr(fileio, "_INTERRUPTED", threading.Event())
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, whatever started pytest
-    fileio.interrupt_on_signals()
 
     class DroppedInterrupt:
         def __del__(self):
@@ -188,13 +193,12 @@ def test_ctrl_c_that_python_loses_in_a_destructor_still_stops_the_write(tmp_path
 
     target = tmp_path / "model.tflite"
     target.write_bytes(OLD)
-    try:
+    with sigint_as_in_a_terminal():
+        fileio.interrupt_on_signals()
         with pytest.raises(KeyboardInterrupt), fileio.atomic_path(target) as tmp:
             tmp.write_bytes(b"new model")
             DroppedInterrupt()  # collected at once: the interrupt lands and is lost
             reached_end_of_work = True
-    finally:
-        signal.signal(signal.SIGINT, previous)
     assert reached_end_of_work  # the work itself was not stopped: only the record stops the commit
     assert os.listdir(tmp_path) == ["model.tflite"] and target.read_bytes() == OLD
 

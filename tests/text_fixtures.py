@@ -49,7 +49,7 @@ def convert_tiny(tiny_bert, out, mode, **kw):
     from tfedge.convert import ConvertRequest, convert
     from tfedge.sources import LoadOptions
 
-    load = LoadOptions(task=kw.pop("task", None), seq_len=SEQ_LEN, num_labels=kw.pop("num_labels", None))
+    load = LoadOptions(task=kw.pop("task", None), seq_len=SEQ_LEN)
     return convert(ConvertRequest(source=f"hf:{tiny_bert}", output=out, mode=mode, calib=str(SENTENCES),
                                   calib_count=kw.pop("calib_count", 24), verify_count=12, load=load,
                                   show_progress=False, **kw))
