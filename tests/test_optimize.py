@@ -74,6 +74,17 @@ def test_qat_writes_a_verified_int8_tflite(tfedge, digits_train, digits_dir, tmp
     top1 = np.mean([model.predict(x[i:i + 1])[0].argmax() == y[i] for i in range(0, 450, 3)])
     assert top1 > 0.93
     assert result["qat"]["quantized_layers"] >= 5 and result["output"]["convert"]["verification"]["top1_agreement"] > 0.95
+    from tfedge.graph import read_graph
+
+    main = read_graph(out).main
+    dense = [op for op in main.ops if op.name == "FULLY_CONNECTED"]
+    kernels = [main.tensors[op.inputs[1]] for op in dense]
+    assert len(dense) == 2 and all(k.dtype == "int8" for k in kernels)
+    # per output channel, as trained (tfmot's default would give one scale per tensor)
+    assert [len(k.quantization["scale"]) for k in kernels] == [k.shape[0] for k in kernels] == [64, 10]
+    # the int8 model is the trained QAT model: same top-1 on the held-out split, within one image
+    held_out = result["data"]["validation_samples"]
+    assert abs(result["tflite"]["qat int8"]["top1"] - result["accuracy_after"]) <= 1 / held_out + 1e-9
 
 
 def test_cluster_image_folder_to_savedmodel(tfedge, digits_dir, tmp_path):

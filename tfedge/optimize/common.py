@@ -8,6 +8,7 @@ OUT is chosen by its suffix (checked before any training):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -53,6 +54,8 @@ class Technique:
     h5_ok: bool = True  # False when the result needs tfmot's custom objects to load (QAT)
     float_variant: bool = True  # also report the optimized model converted to float32
     note: str = ""
+    # a context in which the model is traced for conversion or saving (QAT: Dense kernels left to the converter)
+    exporting: Callable = contextlib.nullcontext
 
 
 def output_kind(output: Path) -> str:
@@ -132,10 +135,11 @@ def optimize(request: OptimizeRequest, technique: Technique) -> dict:
         "accuracy_before": before,
         "accuracy_after": after,
         technique.name: technique.inspect(final),
-        "tflite": {**baseline, **optimized_variants(final, technique, request.quant, data)},
         "notes": bridged.notes + ([technique.note] if technique.note else []),
     }
-    result["output"] = write_output(final, request, data, result)
+    with technique.exporting():
+        result["tflite"] = {**baseline, **optimized_variants(final, technique, request.quant, data)}
+        result["output"] = write_output(final, request, data, result)
     return result
 
 

@@ -1,11 +1,21 @@
 """Quantization-aware training (tfmot `quantize_model`): fine-tune with fake int8 quantization in the graph.
 
 The QAT model carries the int8 ranges it learned; converting it with `--quant int8` (tfedge.convert) gives
-a real full-integer model whose accuracy is close to the QAT model's. tfmot's default 8-bit scheme matches
-TFLite's int8 spec (per-channel weights, per-tensor activations).
+a real full-integer model whose accuracy is close to the QAT model's.
+
+The scheme is tfmot's default 8-bit one with one change: Dense kernels are fake-quantized per output channel,
+like Conv kernels and like the converter's own post-training int8 (tfmot's default quantizes them per tensor,
+which cost the digits CNN one test image before any training). The TF 2.21 converter refuses a per-channel
+fake-quantized Dense kernel ("'tfl.transpose' op has mismatched quantized axes": FULLY_CONNECTED stores the
+kernel transposed), so the graph traced for export (`exporting()`) carries the float kernel and the converter
+quantizes it per channel itself, with the same symmetric max-abs/127 scale the QAT graph simulated: the int8
+weights are those the model was trained with.
 """
 
 from __future__ import annotations
+
+import contextlib
+import threading
 
 import numpy as np
 
@@ -17,13 +27,62 @@ def wrap(model, request: OptimizeRequest, data, steps_per_epoch: int):
 
     from ..errors import BadInput
 
-    try:
-        quantized = tfmot.quantization.keras.quantize_model(model)
+    keras = tfmot.quantization.keras
+    try:  # quantize_model() is annotate + apply with the default scheme; apply takes ours
+        quantized = keras.quantize_apply(keras.quantize_annotate_model(model), _channel_dense_scheme())
     except (ValueError, RuntimeError) as err:  # layers without a QuantizeConfig
         raise BadInput(f"tfmot cannot quantize this model: {' '.join(str(err).split())[:300]}",
                        hint="quantize_model supports standard Conv/Dense/BatchNorm/pooling layers") from None
     calibrate_ranges(quantized, data.x)
     return quantized, [], 0
+
+
+_EXPORT = threading.local()
+
+
+@contextlib.contextmanager
+def exporting():
+    """Trace Dense kernels unquantized (the converter quantizes them per channel, see the module docstring)."""
+    _EXPORT.on = True
+    try:
+        yield
+    finally:
+        _EXPORT.on = False
+
+
+def _channel_dense_scheme():
+    """tfmot's Default8BitQuantizeScheme with per-channel Dense kernels (built lazily: tfmot is heavy)."""
+    from tensorflow_model_optimization.python.core.quantization.keras import quantizers
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry as registry,
+    )
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_scheme as scheme,
+    )
+
+    from .keras_bridge import tf_keras_module
+
+    class ChannelKernelQuantizer(quantizers.LastValueQuantizer):
+        def __call__(self, inputs, training, weights, **kwargs):
+            if getattr(_EXPORT, "on", False):
+                return inputs
+            return super().__call__(inputs, training, weights, **kwargs)
+
+    dense = tf_keras_module().layers.Dense
+
+    class Registry(registry.Default8BitQuantizeRegistry):
+        def get_quantize_config(self, layer):
+            config = super().get_quantize_config(layer)
+            if isinstance(layer, dense) and hasattr(config, "weight_quantizer"):
+                config.weight_quantizer = ChannelKernelQuantizer(num_bits=8, per_axis=True, symmetric=True,
+                                                                 narrow_range=True)
+            return config
+
+    class Scheme(scheme.Default8BitQuantizeScheme):
+        def get_quantize_registry(self):
+            return Registry()
+
+    return Scheme()
 
 
 def calibrate_ranges(model, x, count: int = 512) -> None:
@@ -75,7 +134,7 @@ def inspect(model) -> dict:
     return {"quantized_layers": len(quantized)}
 
 
-TECHNIQUE = Technique("qat", wrap, strip, inspect, h5_ok=False, float_variant=False)
+TECHNIQUE = Technique("qat", wrap, strip, inspect, h5_ok=False, float_variant=False, exporting=exporting)
 
 
 def qat(request: OptimizeRequest) -> dict:
