@@ -21,14 +21,22 @@ def sentences() -> list[str]:
             if line.strip() and not line.startswith("#")]
 
 
-def write_tiny_bert(root: Path, seq_len: int = 64) -> Path:
+def write_tiny_bert(root: Path, seq_len: int = 64, random_biases: bool = False) -> Path:
+    """random_biases: keras-hub initialises biases to zero, which the converter treats unlike a trained
+    model's (it does not fuse an all-zero bias into FULLY_CONNECTED); give them values like a checkpoint's."""
     import keras_hub
+    import numpy as np
     from tokenizers.implementations import BertWordPieceTokenizer
 
     words = sorted({w for s in sentences() for w in re.findall(r"[a-z]+|[0-9]|[^\sa-z0-9]", s.lower())})
     vocab = {token: i for i, token in enumerate(SPECIAL + words)}
     backbone = keras_hub.models.BertBackbone(vocabulary_size=len(vocab), num_layers=2, num_heads=2, hidden_dim=32,
                                              intermediate_dim=64, max_sequence_length=seq_len)
+    if random_biases:
+        rng = np.random.default_rng(0)
+        for weight in backbone.weights:
+            if weight.path.endswith("bias"):
+                weight.assign(rng.normal(0, 0.02, weight.shape).astype("float32"))
     backbone.save_to_preset(str(root))
     BertWordPieceTokenizer(vocab, lowercase=True).save(str(root / "tokenizer.json"))
     (root / "modules.json").write_text(json.dumps([
@@ -49,7 +57,7 @@ def convert_tiny(tiny_bert, out, mode, **kw):
     from tfedge.convert import ConvertRequest, convert
     from tfedge.sources import LoadOptions
 
-    load = LoadOptions(task=kw.pop("task", None), seq_len=SEQ_LEN)
+    load = LoadOptions(task=kw.pop("task", None), seq_len=SEQ_LEN, rewrites=kw.pop("rewrites", True))
     return convert(ConvertRequest(source=f"hf:{tiny_bert}", output=out, mode=mode, calib=str(SENTENCES),
                                   calib_count=kw.pop("calib_count", 24), verify_count=12, load=load,
                                   show_progress=False, **kw))

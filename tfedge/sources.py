@@ -38,6 +38,7 @@ class LoadOptions:
     task: str | None = None  # hf: sentence-embedding | sequence-classification
     seq_len: int | None = None  # hf: sequence length
     num_labels: int | None = None  # hf sequence-classification head size
+    rewrites: bool = True  # hf: export rewrites of attention and dense layers (tfedge.rewrites)
 
 
 class SourceModel:
@@ -102,14 +103,19 @@ class SourceModel:
                 self._concrete = tf.function(serve, input_signature=signature).get_concrete_function()
         return self._concrete
 
+    def export_function(self):
+        """The concrete function the converter converts: `concrete_function` unless a source rewrites it
+        for export (verification always compares against `concrete_function`, the model as loaded)."""
+        return self.concrete_function()
+
     def converter(self):
-        """A TFLiteConverter on the frozen concrete function (variables folded into constants: the
+        """A TFLiteConverter on the frozen export function (variables folded into constants: the
         converter's calibrator cannot read Keras 3 resource variables otherwise)."""
         tf = tensorflow()
         from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
         with quiet_native():
-            frozen = convert_variables_to_constants_v2(self.concrete_function())
+            frozen = convert_variables_to_constants_v2(self.export_function())
         return tf.lite.TFLiteConverter.from_concrete_functions([frozen], self._trackable())
 
     def predict(self, values: list[np.ndarray]) -> list[np.ndarray]:

@@ -88,20 +88,38 @@ class TransformerSource(SourceModel):
             "inputs": ["token_ids", "padding_mask"], "dynamic_length": True,
         }}
         self._tokenizer = None
+        self._rewrite = options.rewrites
+        self._export = None
 
-    def concrete_function(self):
+    def _trace(self):
         """Traced with a dynamic sequence dimension [1, None]: the converted model can be resized on the
         device to each sentence's real length (`finalize_model` makes [1, seq_len] its default shape)."""
+        tf = tensorflow()
+        signature = [tf.TensorSpec((1, None), tf.int32, name=spec.name) for spec in self.inputs]
+
+        def serve(token_ids, padding_mask):
+            return tuple(tf.nest.flatten(self._call(token_ids, padding_mask)))
+
+        with quiet_native():
+            return tf.function(serve, input_signature=signature).get_concrete_function()
+
+    def concrete_function(self):
+        """The model as keras-hub built it: what every conversion is verified against."""
         if self._concrete is None:
-            tf = tensorflow()
-            signature = [tf.TensorSpec((1, None), tf.int32, name=spec.name) for spec in self.inputs]
-
-            def serve(token_ids, padding_mask):
-                return tuple(tf.nest.flatten(self._call(token_ids, padding_mask)))
-
-            with quiet_native():
-                self._concrete = tf.function(serve, input_signature=signature).get_concrete_function()
+            self._concrete = self._trace()
         return self._concrete
+
+    def export_function(self):
+        """The same model traced with tfedge.rewrites (unless --no-rewrites): what the converter converts."""
+        if not self._rewrite:
+            return self.concrete_function()
+        if self._export is None:
+            from .rewrites import rewritten
+
+            with rewritten(self.backbone) as applied:
+                self._export = self._trace()
+            self.extra_manifest["export_rewrites"] = applied
+        return self._export
 
     def finalize_model(self, model_bytes: bytes) -> bytes:
         """Set the inputs' default shape to [1, seq_len] (shape signature stays [1, -1]), so the model

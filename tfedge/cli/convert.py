@@ -16,6 +16,7 @@ from .options import (
     num_labels_option,
     parse_shape,
     quiet_option,
+    rewrites_option,
     seq_len_option,
     signature_option,
     table,
@@ -51,11 +52,12 @@ log = logging.getLogger("tfedge")
 @task_option
 @seq_len_option
 @num_labels_option
+@rewrites_option
 @json_option
 @quiet_option
 def convert(source, output, mode, io_type, calib, calib_count, preprocess, labels, verify_count, min_cosine,
             min_top1_agreement, max_abs_error, input_shapes, signature, weights, unsafe, task, seq_len, num_labels,
-            as_json, quiet):
+            rewrites, as_json, quiet):
     """Convert SOURCE to TFLite and verify it against SOURCE.
 
     SOURCE: a SavedModel directory, a Keras 3 .keras file, a tf_keras .h5 file, keras-app:NAME
@@ -72,7 +74,7 @@ def convert(source, output, mode, io_type, calib, calib_count, preprocess, label
                  "max_abs_error": max_abs_error},
         load=LoadOptions(signature=signature, input_shapes=[parse_shape(s) for s in input_shapes],
                          weights=weights, unsafe=unsafe, task=task, seq_len=seq_len,
-                         num_labels=num_labels),
+                         num_labels=num_labels, rewrites=rewrites),
         show_progress=not (quiet or as_json),
     )
     result = run(request)

@@ -37,6 +37,9 @@ seq_len_option = click.option("--seq-len", type=click.IntRange(2), help="hf: sou
 num_labels_option = click.option("--num-labels", type=click.IntRange(2),
                                  help="hf: sequence-classification: classes of the head (default: config.json's "
                                       "id2label, else 2).")
+rewrites_option = click.option("--no-rewrites", "rewrites", is_flag=True, flag_value=False, default=True,
+                               help="hf: sources: convert the graph as traced, without tfedge's attention/dense "
+                                    "export rewrites (for A/B checks).")
 unsafe_option = click.option("--unsafe", is_flag=True,
                              help="Allow Keras Lambda layers (runs code from the file: only for trusted files).")
 
