@@ -7,6 +7,8 @@ embedding to the float source (keras-hub in TensorFlow). Latency: median invoke 
 load on a shared machine affects them alike.
 Throughput: sentences/s over the held-out sentences one at a time, fixed-128 inputs vs length-adaptive inputs
 (each sentence resized to its real token count). Prints a table and JSON.
+float32 and dynamic are also converted with --no-rewrites (the graph as traced, like the raw converter's), so
+the effect of tfedge.rewrites is measured in the same run; speed-ups are against the faster float32.
 
 Reference (issue 5, raw TF 2.21 converter + LiteRT 2.3, 1 thread): float32 17.6 ms, dynamic 7.1 ms (min
 cosine 0.998), plain full int8 22.9 ms (min cosine 0.26). Goal: auto's pick >= 3x faster than float32 with
@@ -31,6 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = ROOT / "models" / "text" / "sentences.txt"
 SEQ_LEN = 128
 REFERENCE_MS = {"float32": 17.6, "dynamic": 7.1}
+# row -> (mode, tfedge.rewrites on)
+VARIANTS = {"float32": ("float32", True), "dynamic": ("dynamic", True), "auto": ("auto", True),
+            "float32, no rewrites": ("float32", False), "dynamic, no rewrites": ("dynamic", False)}
 GOALS = {"speedup_min": 3.0, "cosine_min": 0.99}
 
 
@@ -72,33 +77,33 @@ def main() -> int:
 
     source = load_source(f"hf:{model_dir}", LoadOptions(seq_len=SEQ_LEN))
     references = [source.predict(sample)[0] for sample in source.encode(held_out)]
-    rows, search = {}, None
-    for mode in ("float32", "dynamic", "auto"):
-        path = out / f"minilm_{mode}.tflite"
+    rows, search, files = {}, None, {}
+    for row, (mode, rewrites) in VARIANTS.items():
+        path = files[row] = out / f"minilm_{mode}{'' if rewrites else '_no-rewrites'}.tflite"
         if not (args.reuse and path.exists() and path.with_suffix(".json").exists()):
             started = time.perf_counter()
             convert(ConvertRequest(
                 source=f"hf:{model_dir}", output=path, mode=mode, calib=str(calib_file),
                 calib_count=len(calibration), verify_count=4,
                 budgets={"min_cosine": args.min_cosine} if mode == "auto" else {},
-                load=LoadOptions(seq_len=SEQ_LEN), show_progress=False))
-            print(f"converted {mode} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+                load=LoadOptions(seq_len=SEQ_LEN, rewrites=rewrites), show_progress=False))
+            print(f"converted {row} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
         if mode == "auto":
             search = json.loads(path.with_suffix(".json").read_text())["search"]
         model = TextModel(path, threads=1)
         cosines = [cosine(ref, model.run(text)[0]) for ref, text in zip(references, held_out)]
-        rows[mode] = {"mode": mode if mode != "auto" else f"auto -> {search['auto']['chosen']}",
-                      "size_mb": round(path.stat().st_size / 1e6, 2),
-                      "cosine_min": round(min(cosines), 5), "cosine_mean": round(float(np.mean(cosines)), 5),
-                      **throughput(model, held_out)}
-    files = {mode: out / f"minilm_{mode}.tflite" for mode in rows} | {"int8 FCs only": out / "minilm_fc-int8.tflite"}
+        rows[row] = {"mode": row if mode != "auto" else f"auto -> {search['auto']['chosen']}",
+                     "size_mb": round(path.stat().st_size / 1e6, 2),
+                     "cosine_min": round(min(cosines), 5), "cosine_mean": round(float(np.mean(cosines)), 5),
+                     **throughput(model, held_out)}
+    files["int8 FCs only"] = out / "minilm_fc-int8.tflite"
     rows["int8 FCs only"] = fc_int8_probe(source, calib_file, len(calibration), files["int8 FCs only"],
                                           references, held_out, args.reuse)
     latencies = interleaved_latency_ms({mode: files[mode].read_bytes() for mode in rows},
                                        source.encode([held_out[0]])[0], runs=args.runs)
     for mode, latency in latencies.items():
         rows[mode]["latency_ms"] = latency
-    base = rows["float32"]["latency_ms"]
+    base = min(rows["float32"]["latency_ms"], rows["float32, no rewrites"]["latency_ms"])
     for row in rows.values():
         row["speedup"] = round(base / row["latency_ms"], 2)
     pick = rows["auto"]
