@@ -30,7 +30,7 @@ def _attention(self, query, key, value, attention_mask=None, training=None, retu
     """MultiHeadAttention._compute_attention for query/key/value [B, T, N, H], attention over axis 1."""
     from keras import ops
 
-    if return_attention_scores or use_causal_mask:
+    if return_attention_scores or use_causal_mask or (training and self._dropout > 0.0):  # export is inference
         return type(self)._compute_attention(self, query, key, value, attention_mask, training,
                                              return_attention_scores, use_causal_mask)
     query = ops.multiply(query, ops.cast(self._inverse_sqrt_key_dim, query.dtype))
