@@ -46,8 +46,9 @@ def _attention(self, query, key, value, attention_mask=None, training=None, retu
 def _attention_applies(layer) -> bool:
     from keras.layers import MultiHeadAttention
 
-    return (isinstance(layer, MultiHeadAttention) and tuple(layer._attention_axes) == (1,)
-            and not getattr(layer, "_flash_attention", False))
+    needed = ("_attention_axes", "_inverse_sqrt_key_dim", "_dropout")  # Keras internals the rewrite reads
+    return (isinstance(layer, MultiHeadAttention) and all(hasattr(layer, name) for name in needed)
+            and tuple(layer._attention_axes or ()) == (1,) and not getattr(layer, "_flash_attention", False))
 
 
 def _dense(self, inputs, training=None):
