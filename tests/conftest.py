@@ -103,4 +103,4 @@ def assert_clean_error(result: CliResult, exit_code: int, *words: str) -> None:
 
 
 # Text-model fixtures (a tiny keras-hub BERT and its dynamic-range conversion), shared by the text tests.
-from text_fixtures import tiny_bert, tiny_dynamic  # noqa: F401
+from text_fixtures import tiny_bert, tiny_classifier, tiny_dynamic  # noqa: F401

@@ -1,4 +1,5 @@
-"""tfedge-run embed: text on the device with tokenizers and the bundled tokenizer.json, never TensorFlow."""
+"""tfedge-run embed and classify --text: text on the device with tokenizers and the bundled tokenizer.json,
+never TensorFlow."""
 
 from __future__ import annotations
 
@@ -74,3 +75,50 @@ def test_text_encoder_truncates_and_pads(tiny_bert):
     assert token_ids.shape == mask.shape == (2, SEQ_LEN) and token_ids.dtype.name == "int32"
     assert mask[0].all() and token_ids[0, -1] == 3  # truncated, still ends with [SEP]
     assert mask[1].sum() == encoder.token_lengths(["hi"])[0] < SEQ_LEN
+
+
+def test_classify_text_json_without_tensorflow(tiny_classifier, tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("negative\nneutral\npositive\n")
+    code = (f"from tfedge_device.cli import main; sys.exit(main(['classify', {str(tiny_classifier)!r}, '--text', "
+            f"'A man is eating food.', '--text', 'The dog is barking.', '-k', '3', '-t', '0', "
+            f"'--labels', {str(labels)!r}, '--json']))")
+    done = run_device(code)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["task"] == "sequence-classification" and result["summary"]["texts"] == 2
+    first = result["results"][0]
+    assert first["text"] == "A man is eating food." and len(first["inference_ms"]) == 1
+    assert {c["label"] for c in first["classes"]} == {"negative", "neutral", "positive"}
+    assert sum(c["score"] for c in first["classes"]) == pytest.approx(1.0, abs=1e-3)  # softmax head
+    from tfedge_device.text import TextModel
+
+    scores = TextModel(tiny_classifier).run("A man is eating food.")[0].reshape(-1)
+    assert first["classes"][0]["id"] == int(scores.argmax())
+    assert first["classes"][0]["score"] == pytest.approx(float(scores.max()), abs=1e-5)
+
+
+def test_classify_one_text_prints_pycoral_layout(tfedge_run, tiny_classifier):
+    result = tfedge_run("classify", tiny_classifier, "--text", "The cat is sleeping.", "-c", "3", "-t", "0")
+    assert result.returncode == 0, result
+    lines = result.stdout.splitlines()
+    assert lines[0] == "----INFERENCE TIME----" and "-------RESULTS--------" in lines
+    assert len(lines[1:lines.index("-------RESULTS--------")]) == 3  # --count 3: each run timed
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--input", "IMAGE"], ["sequence-classification", "--text"]),
+    ([], ["nothing to classify"]),
+    (["--input", "IMAGE", "--text", "hi"], ["not both"]),
+    (["--text", "hi", "--edgetpu"], ["--edgetpu", "image models"]),
+])
+def test_classify_text_classifier_errors(tfedge_run, tiny_classifier, digits_dir, args, words):
+    image = str(digits_dir / "images" / "digit_0.png")
+    args = [image if a == "IMAGE" else a for a in args]
+    assert_clean_error(tfedge_run("classify", tiny_classifier, *args), 2, *words)
+
+
+def test_classify_text_on_other_models(tfedge_run, tiny_dynamic, digits_float):
+    assert_clean_error(tfedge_run("classify", tiny_dynamic, "--text", "hi"), 2, "sentence-embedding",
+                       "tfedge-run embed")
+    assert_clean_error(tfedge_run("classify", digits_float, "--text", "hi"), 2, "not a text model")

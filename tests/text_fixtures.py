@@ -57,7 +57,8 @@ def convert_tiny(tiny_bert, out, mode, **kw):
     from tfedge.convert import ConvertRequest, convert
     from tfedge.sources import LoadOptions
 
-    load = LoadOptions(task=kw.pop("task", None), seq_len=SEQ_LEN, rewrites=kw.pop("rewrites", True))
+    load = LoadOptions(task=kw.pop("task", None), seq_len=SEQ_LEN, rewrites=kw.pop("rewrites", True),
+                       num_labels=kw.pop("num_labels", None))
     return convert(ConvertRequest(source=f"hf:{tiny_bert}", output=out, mode=mode, calib=str(SENTENCES),
                                   calib_count=kw.pop("calib_count", 24), verify_count=12, load=load,
                                   show_progress=False, **kw))
@@ -70,3 +71,11 @@ def tiny_dynamic(tiny_bert, tmp_path_factory):
     return out
 
 
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tiny_bert, tmp_path_factory):
+    """The tiny BERT with a 3-class sequence-classification head (random: outputs are real, meaning is not)."""
+    out = tmp_path_factory.mktemp("tiny_classifier") / "classifier.tflite"
+    convert_tiny(tiny_bert, out, "dynamic", task="sequence-classification", num_labels=3)
+    return out

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 RANGE_PRESETS = (((0.0, 1.0), "unit"), ((-1.0, 1.0), "mobilenet"), ((0.0, 255.0), "raw"))
 RANGE_TOLERANCE = 0.05  # of the range's width
 FLOAT_INPUT_PRESET = "unit"  # what `tfedge convert` assumes for image sources without a preset
+TEXT_HINTS = {"sequence-classification": 'pass --text "..." (or --file) instead of --input',
+              "sentence-embedding": "use tfedge-run embed for sentence embeddings"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,10 @@ class ImageResult:
     classes: list
     preprocess_ms: float
     inference_ms: list = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.image
 
     def to_dict(self) -> dict:
         return {
@@ -191,7 +197,7 @@ class Classifier:
         if task not in (None, "image-classification"):
             raise BadInput(
                 f"{model_path.name} is a {task} model, not an image classifier",
-                hint="use tfedge-run embed for text models",
+                hint=TEXT_HINTS.get(task, "use tfedge-run embed for text models"),
             )
         self.spec, self.spec_origin = resolve_spec(self.model, self.manifest, preset, resize)
         self.labels, self.labels_origin = resolve_labels(self.model, self.manifest, labels)

@@ -32,7 +32,7 @@ COMMANDS = {
 # Shown by `tfedge-run --help` without importing every command module.
 SUMMARIES = {
     "bench": "latency percentiles, peak memory and size of a model (benchmark_model style)",
-    "classify": "classify images with a model (pycoral's classify_image conventions)",
+    "classify": "classify images (pycoral's classify_image conventions), or texts with --text",
     "embed": "sentence embeddings with a text model",
     "info": "runtime in use, the model's inputs/outputs and quantization, its manifest",
     "verify": "check a bundle's checksums and that it runs here",

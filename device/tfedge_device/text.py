@@ -2,11 +2,14 @@
 
 A text model (`tfedge convert hf:DIR`) takes `token_ids` and `padding_mask`, int32 [1, T]. Its manifest's
 `text` section names the tokenizer file and the sequence length T the model was converted with.
-`tokenizers` is the optional extra `tfedge-device[text]`.
+`tokenizers` is the optional extra `tfedge-device[text]`. TextModel runs any text model; TextClassifier adds
+top-k classes for sequence-classification models (`tfedge-run classify MODEL --text ...`).
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +101,10 @@ class TextModel:
 
     def run(self, sentence: str) -> list[np.ndarray]:
         """One sentence -> the model's outputs (real-valued)."""
+        return self.model.predict(*self.prepare(sentence))
+
+    def prepare(self, sentence: str) -> list[np.ndarray]:
+        """One sentence -> the model's input arrays (tokenized; the input resized to its length if adaptive)."""
         if self.adaptive:
             length = max(2, min(self.encoder.token_lengths([sentence])[0], self.encoder.seq_len))
         else:
@@ -105,11 +112,63 @@ class TextModel:
         if self.dynamic:
             self._fit(length)
         token_ids, padding_mask = self.encoder.encode([sentence], length)
-        values = [token_ids, padding_mask] if self.token_index == 0 else [padding_mask, token_ids]
-        return self.model.predict(*values)
+        return [token_ids, padding_mask] if self.token_index == 0 else [padding_mask, token_ids]
 
 
 def cosine_matrix(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     unit = vectors / np.maximum(norms, 1e-12)
     return unit @ unit.T
+
+
+@dataclass
+class TextResult:
+    """One text's classes and timings: preprocess_ms (tokenize) and inference_ms per run."""
+
+    text: str
+    classes: list
+    preprocess_ms: float
+    inference_ms: list = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.text if len(self.text) <= 70 else self.text[:67] + "..."
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "classes": [c.to_dict() for c in self.classes],
+                "preprocess_ms": round(self.preprocess_ms, 3), "inference_ms": [round(t, 3) for t in self.inference_ms]}
+
+
+class TextClassifier:
+    """A sequence-classification text model (tfedge convert hf:DIR --task sequence-classification): text ->
+    top-k classes, labels from the manifest (config.json's id2label) or a --labels file."""
+
+    def __init__(self, path, threads: int | None = None, labels=None, adaptive: bool = True):
+        from .classify import resolve_labels
+
+        self.path = Path(path)
+        self.text_model = TextModel(path, threads=threads, adaptive=adaptive)
+        task = self.text_model.manifest.get("task") or "sentence-embedding"
+        if task != "sequence-classification":
+            raise BadInput(f"{self.path.name} is a {task} model, not a text classifier",
+                           hint="use tfedge-run embed for sentence embeddings")
+        self.labels, self.labels_origin = resolve_labels(self.text_model.model, self.text_model.manifest, labels)
+
+    def classify(self, text: str, top: int = 5, threshold: float = 0.1, count: int = 1) -> TextResult:
+        from .classify import top_k
+
+        started = time.perf_counter()
+        values = self.text_model.prepare(text)
+        prepared = time.perf_counter()
+        times = []
+        for _ in range(count):
+            run_started = time.perf_counter()
+            scores = self.text_model.model.predict(*values)[0]
+            times.append((time.perf_counter() - run_started) * 1e3)
+        return TextResult(text, top_k(scores, top, threshold, self.labels), (prepared - started) * 1e3, times)
+
+    def describe(self) -> dict:
+        runtime = self.text_model.model.runtime
+        return {"model": str(self.path), "task": "sequence-classification",
+                "runtime": f"{runtime.name} {runtime.version}", "length_adaptive": self.text_model.adaptive,
+                "labels": self.labels_origin or "none (class ids)"}

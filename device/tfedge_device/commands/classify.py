@@ -1,4 +1,6 @@
 """`tfedge-run classify MODEL --input IMG [IMG|DIR ...]`: classify images, pycoral's classify_image style.
+`tfedge-run classify MODEL --text "..." [--text ...] [--file F]`: classify texts with a sequence-classification
+model (tokenized on the device with its bundled tokenizer.json; extra `tfedge-device[text]`).
 
 Preprocessing and labels come from the manifest beside MODEL (MODEL.json, written by `tfedge convert`);
 without one they are derived from the input tensor, and --preset/--resize/--labels override them.
@@ -28,10 +30,12 @@ def add_arguments(parser) -> None:
         "-i",
         "--input",
         nargs="+",
-        required=True,
+        default=[],
         metavar="IMG|DIR",
         help="Image files and/or folders (searched recursively).",
     )
+    parser.add_argument("--text", action="append", default=[], help="A text (repeat for several): text classifiers.")
+    parser.add_argument("--file", help="A UTF-8 file of texts, one a line: text classifiers.")
     parser.add_argument(
         "-l", "--labels", help="Label file (`0 cat`, `0: cat` or one a line); default: manifest's."
     )
@@ -59,11 +63,11 @@ def add_arguments(parser) -> None:
     )
 
 
-def summarize(results) -> dict:
+def summarize(results, noun: str = "images") -> dict:
     """First inference (it includes warm-up) and the steady state: every later run, as medians in ms."""
     runs = [t for result in results for t in result.inference_ms]
     return {
-        "images": len(results),
+        noun: len(results),
         "first_inference_ms": round(runs[0], 3),
         "steady_median_ms": round(statistics.median(runs[1:]), 3) if len(runs) > 1 else None,
         "steady_runs": len(runs) - 1,
@@ -94,10 +98,10 @@ def print_line(result) -> None:
         if len(times) == 1
         else (f"first {times[0]:.2f}ms, then avg {statistics.fmean(times[1:]):.2f}ms")
     )
-    print(f"{result.image}: {timing} | {classes_text(result)}", flush=True)
+    print(f"{result.name}: {timing} | {classes_text(result)}", flush=True)
 
 
-def print_summary(summary: dict, edgetpu: bool) -> None:
+def print_summary(summary: dict, edgetpu: bool, noun: str = "images") -> None:
     print("----INFERENCE TIME----")
     if edgetpu:
         print(EDGETPU_NOTE)
@@ -107,52 +111,62 @@ def print_summary(summary: dict, edgetpu: bool) -> None:
         else ""
     )
     print(
-        f"{summary['images']} images: first {summary['first_inference_ms']:.2f}ms (includes warm-up){steady}; "
-        f"preprocessing median {summary['preprocess_median_ms']:.2f}ms"
+        f"{summary[noun]} {noun}: first {summary['first_inference_ms']:.2f}ms (includes warm-up){steady}; "
+        f"{'tokenizing' if noun == 'texts' else 'preprocessing'} median {summary['preprocess_median_ms']:.2f}ms"
     )
 
 
-def run(args) -> int:
-    from ..bundle import resolve_model_args
+def image_items(args):
+    """(Classifier, image paths) for --input."""
     from ..classify import Classifier
     from ..errors import BadInput
     from ..preprocess import list_images
 
-    take_model(args)
-    resolve_model_args(args)  # a bundle -> its checked model variant
-    classifier = Classifier(
-        args.model,
-        threads=args.threads,
-        edgetpu=args.edgetpu,
-        labels=args.labels,
-        preset=args.preset,
-        resize=args.resize,
-    )
+    classifier = Classifier(args.model, threads=args.threads, edgetpu=args.edgetpu, labels=args.labels,
+                            preset=args.preset, resize=args.resize)
     images = list_images(args.input)
     if not images:
         raise BadInput(f"no images found in {' '.join(args.input)}")
-    single = len(images) == 1 and not args.as_json
+    return classifier, images
+
+
+def text_items(args):
+    """(TextClassifier, texts) for --text/--file."""
+    from ..errors import BadInput
+    from ..text import TextClassifier
+    from .embed import read_texts
+
+    image_only = [flag for flag, value in (("--edgetpu", args.edgetpu), ("--preset", args.preset),
+                                           ("--resize", args.resize)) if value]
+    if image_only:
+        raise BadInput(f"{', '.join(image_only)} applies to image models, not to --text")
+    return TextClassifier(args.model, threads=args.threads, labels=args.labels), read_texts(args)
+
+
+def run(args) -> int:
+    from ..bundle import resolve_model_args
+    from ..errors import BadInput
+
+    take_model(args)
+    text = bool(args.text or args.file)
+    if text == bool(args.input):
+        raise BadInput("give --input or --text/--file, not both" if text else "nothing to classify",
+                       hint='--input IMG|DIR for an image model; --text "..." or --file F for a text classifier')
+    resolve_model_args(args, edgetpu_allowed=not text)  # a bundle -> its checked model variant
+    classifier, items = text_items(args) if text else image_items(args)
+    noun = "texts" if text else "images"
+    single = len(items) == 1 and not args.as_json
     results = []
-    for path in images:
-        results.append(classifier.classify(path, args.top_k, args.threshold, args.count))
+    for item in items:
+        results.append(classifier.classify(item, args.top_k, args.threshold, args.count))
         if not args.as_json and not single:
             print_line(results[-1])
-    summary = summarize(results)
+    summary = summarize(results, noun)
     if args.as_json:
-        print(
-            json.dumps(
-                {
-                    **classifier.describe(),
-                    "top_k": args.top_k,
-                    "threshold": args.threshold,
-                    "count": args.count,
-                    "results": [r.to_dict() for r in results],
-                    "summary": summary,
-                }
-            )
-        )
+        print(json.dumps({**classifier.describe(), "top_k": args.top_k, "threshold": args.threshold,
+                          "count": args.count, "results": [r.to_dict() for r in results], "summary": summary}))
     elif single:
         print_single(results[0], args.edgetpu)
     else:
-        print_summary(summary, args.edgetpu)
+        print_summary(summary, args.edgetpu, noun)
     return 0

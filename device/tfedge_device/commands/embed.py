@@ -3,7 +3,7 @@
 Tokenizes with the bundled tokenizer.json (`tokenizers`, extra `tfedge-device[text]`), runs the model on the
 device runtime, prints each embedding's size and time and, for several texts, their cosine similarities.
 A text classifier (task sequence-classification) gets its top class and score per text instead
-(`tfedge-run classify` takes images).
+(`tfedge-run classify MODEL --text ...` gives its top-k with pycoral's options).
 """
 
 from __future__ import annotations
