@@ -44,22 +44,25 @@ class Prediction:
 
 
 @dataclass
-class ImageResult:
-    """One image's classes and timings: preprocess_ms (decode, colour, resize, normalise) and inference_ms per
-    run (quantize input, invoke, dequantize output)."""
+class Classified:
+    """One classified item, an image file or a text (`kind`), with its classes and timings: preprocess_ms
+    (decode, colour, resize, normalise; or tokenize) and inference_ms per run (quantize input, invoke,
+    dequantize output)."""
 
-    image: str
+    item: str
     classes: list
     preprocess_ms: float
     inference_ms: list = field(default_factory=list)
+    kind: str = "image"
 
     @property
     def name(self) -> str:
-        return self.image
+        """The item as printed: an image's path, a text cut to 70 characters."""
+        return self.item if self.kind != "text" or len(self.item) <= 70 else self.item[:67] + "..."
 
     def to_dict(self) -> dict:
         return {
-            "image": self.image,
+            self.kind: self.item,
             "classes": [c.to_dict() for c in self.classes],
             "preprocess_ms": round(self.preprocess_ms, 3),
             "inference_ms": [round(t, 3) for t in self.inference_ms],
@@ -208,7 +211,7 @@ class Classifier:
         """Image file -> the model's input batch [1, H, W, C] in real values."""
         return load_image(path, self.spec)[None]
 
-    def classify(self, path, top: int = 5, threshold: float = 0.1, count: int = 1) -> ImageResult:
+    def classify(self, path, top: int = 5, threshold: float = 0.1, count: int = 1) -> Classified:
         """Classify one image; with count > 1 the inference is repeated and each run timed (pycoral's --count)."""
         started = time.perf_counter()
         batch = self.preprocess(path)
@@ -218,7 +221,7 @@ class Classifier:
             run_started = time.perf_counter()
             scores = self.model.predict(batch)[0]
             times.append((time.perf_counter() - run_started) * 1e3)
-        return ImageResult(
+        return Classified(
             str(path), top_k(scores, top, threshold, self.labels), (preprocessed - started) * 1e3, times
         )
 

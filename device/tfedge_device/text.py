@@ -9,7 +9,6 @@ top-k classes for sequence-classification models (`tfedge-run classify MODEL --t
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -121,24 +120,6 @@ def cosine_matrix(vectors: np.ndarray) -> np.ndarray:
     return unit @ unit.T
 
 
-@dataclass
-class TextResult:
-    """One text's classes and timings: preprocess_ms (tokenize) and inference_ms per run."""
-
-    text: str
-    classes: list
-    preprocess_ms: float
-    inference_ms: list = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return self.text if len(self.text) <= 70 else self.text[:67] + "..."
-
-    def to_dict(self) -> dict:
-        return {"text": self.text, "classes": [c.to_dict() for c in self.classes],
-                "preprocess_ms": round(self.preprocess_ms, 3), "inference_ms": [round(t, 3) for t in self.inference_ms]}
-
-
 class TextClassifier:
     """A sequence-classification text model (tfedge convert hf:DIR --task sequence-classification): text ->
     top-k classes, labels from the manifest (config.json's id2label) or a --labels file."""
@@ -154,8 +135,9 @@ class TextClassifier:
                            hint="use tfedge-run embed for sentence embeddings")
         self.labels, self.labels_origin = resolve_labels(self.text_model.model, self.text_model.manifest, labels)
 
-    def classify(self, text: str, top: int = 5, threshold: float = 0.1, count: int = 1) -> TextResult:
-        from .classify import top_k
+    def classify(self, text: str, top: int = 5, threshold: float = 0.1, count: int = 1):
+        """One text -> a classify.Classified (kind "text"); count > 1 repeats and times the inference."""
+        from .classify import Classified, top_k
 
         started = time.perf_counter()
         values = self.text_model.prepare(text)
@@ -165,7 +147,8 @@ class TextClassifier:
             run_started = time.perf_counter()
             scores = self.text_model.model.predict(*values)[0]
             times.append((time.perf_counter() - run_started) * 1e3)
-        return TextResult(text, top_k(scores, top, threshold, self.labels), (prepared - started) * 1e3, times)
+        return Classified(text, top_k(scores, top, threshold, self.labels), (prepared - started) * 1e3, times,
+                          kind="text")
 
     def describe(self) -> dict:
         runtime = self.text_model.model.runtime
