@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from text_fixtures import SEQ_LEN, convert_tiny, sentences, write_tiny_bert
+from text_fixtures import SENTENCES, SEQ_LEN, convert_tiny, sentences, write_tiny_bert
 
 from tfedge.graph import read_graph
 
@@ -75,3 +75,12 @@ def test_which_einsum_dense_layers_are_rewritten(equation, projects):
     from tfedge.rewrites import _projects_last_axis
 
     assert _projects_last_axis(equation) is projects
+
+
+def test_cli_no_rewrites_flag(tfedge, tiny_bert, tmp_path):
+    out = tmp_path / "plain.tflite"
+    result = tfedge("convert", f"hf:{tiny_bert}", "-o", out, "--quant", "float32", "--seq-len", SEQ_LEN,
+                    "--verify-count", "4", "--calib", SENTENCES, "--no-rewrites", "--json")
+    assert result.returncode == 0, result
+    assert "export_rewrites" not in json.loads(out.with_suffix(".json").read_text())
+    assert _graph_facts(out)["fc_with_bias"] < _graph_facts(out)["fc"]
