@@ -175,6 +175,16 @@ def top_k(scores: np.ndarray, k: int, threshold: float, labels: list[str] | None
     return [Prediction(i, labels[i] if labels else str(i), values[i]) for i in best if values[i] >= threshold]
 
 
+def timed_runs(model: Model, values: list, count: int) -> tuple[np.ndarray, list[float]]:
+    """Run `model` on `values` count times -> (the first output of the last run, ms of each run)."""
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        scores = model.predict(*values)[0]
+        times.append((time.perf_counter() - started) * 1e3)
+    return scores, times
+
+
 class Classifier:
     """A model ready to classify image files: its ImageSpec and labels resolved once.
 
@@ -216,11 +226,7 @@ class Classifier:
         started = time.perf_counter()
         batch = self.preprocess(path)
         preprocessed = time.perf_counter()
-        times = []
-        for _ in range(count):
-            run_started = time.perf_counter()
-            scores = self.model.predict(batch)[0]
-            times.append((time.perf_counter() - run_started) * 1e3)
+        scores, times = timed_runs(self.model, [batch], count)
         return Classified(
             str(path), top_k(scores, top, threshold, self.labels), (preprocessed - started) * 1e3, times
         )

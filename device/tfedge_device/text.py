@@ -137,16 +137,12 @@ class TextClassifier:
 
     def classify(self, text: str, top: int = 5, threshold: float = 0.1, count: int = 1):
         """One text -> a classify.Classified (kind "text"); count > 1 repeats and times the inference."""
-        from .classify import Classified, top_k
+        from .classify import Classified, timed_runs, top_k
 
         started = time.perf_counter()
         values = self.text_model.prepare(text)
         prepared = time.perf_counter()
-        times = []
-        for _ in range(count):
-            run_started = time.perf_counter()
-            scores = self.text_model.model.predict(*values)[0]
-            times.append((time.perf_counter() - run_started) * 1e3)
+        scores, times = timed_runs(self.text_model.model, values, count)
         return Classified(text, top_k(scores, top, threshold, self.labels), (prepared - started) * 1e3, times,
                           kind="text")
 
