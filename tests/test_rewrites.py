@@ -84,3 +84,20 @@ def test_cli_no_rewrites_flag(tfedge, tiny_bert, tmp_path):
     assert result.returncode == 0, result
     assert "export_rewrites" not in json.loads(out.with_suffix(".json").read_text())
     assert _graph_facts(out)["fc_with_bias"] < _graph_facts(out)["fc"]
+
+
+@pytest.mark.parametrize("bias_axes, applies", [("de", True), ("e", False), (None, True)])
+def test_einsum_dense_with_a_partial_bias_is_left_alone(bias_axes, applies):
+    import keras
+
+    from tfedge.rewrites import _dense, _dense_applies
+
+    layer = keras.layers.EinsumDense("abc,cde->abde", output_shape=(None, 4, 8), bias_axes=bias_axes)
+    x = np.random.default_rng(0).normal(size=(1, 5, 16)).astype("float32")
+    expected = np.asarray(layer(x))
+    if bias_axes:
+        layer.bias.assign(np.random.default_rng(1).normal(size=layer.bias.shape).astype("float32"))
+        expected = np.asarray(layer(x))
+    assert _dense_applies(layer) is applies
+    if applies:
+        assert np.max(np.abs(np.asarray(_dense(layer, x)) - expected)) < 1e-5

@@ -18,6 +18,7 @@ float summation order (tested against the unrewritten model):
 from __future__ import annotations
 
 import contextlib
+import math
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,10 +59,8 @@ def _dense(self, inputs, training=None):
     if len(inputs.shape) != 3 or inputs.shape[0] is None:  # e.g. a head on a pooled [B, C] vector
         return type(self).call(self, inputs, training=training)
     out_dims = tuple(self.kernel.shape[1:])
-    width = 1
-    for d in out_dims:
-        width *= d
-    y = ops.matmul(ops.reshape(inputs, (-1, inputs.shape[-1])), ops.reshape(self.kernel, (-1, width)))
+    width = math.prod(out_dims)
+    y = ops.matmul(ops.reshape(inputs, (-1, self.kernel.shape[0])), ops.reshape(self.kernel, (-1, width)))
     if self.bias is not None:
         y = ops.add(y, ops.reshape(self.bias, (width,)))
     y = ops.reshape(y, (inputs.shape[0], -1) + out_dims)
@@ -75,6 +74,11 @@ def _dense_applies(layer) -> bool:
 
     if getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None):
         return False
+    if getattr(layer, "kernel", None) is None:  # not built
+        return False
+    bias = getattr(layer, "bias", None)
+    if bias is not None and math.prod(bias.shape) != math.prod(layer.kernel.shape[1:]):
+        return False  # an EinsumDense bias over some output axes only: the flat bias would not line up
     if isinstance(layer, Dense):
         return True
     # EinsumDense projecting the last axis of a rank-3 input: "abc,cd...->abd..." (keras-hub's Q/K/V)
@@ -102,19 +106,11 @@ REWRITES = (
 )
 
 
-def _layers(model):
-    seen = set()
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if id(layer) not in seen:
-            seen.add(id(layer))
-            yield layer
-
-
 @contextlib.contextmanager
 def rewritten(model):
     """Within the block, matching sublayers of `model` run their rewritten method -> {rewrite name: count}."""
     patched, counts = [], {}
-    for layer in _layers(model):
+    for layer in model._flatten_layers(include_self=False, recursive=True):  # each layer once
         for rewrite in REWRITES:
             if rewrite.applies(layer):
                 object.__setattr__(layer, rewrite.method, types.MethodType(rewrite.replacement, layer))
