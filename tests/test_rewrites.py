@@ -62,6 +62,7 @@ def test_converted_graph_fuses_biases_and_drops_the_mask_selects(tiny_bert, tmp_
     assert fast_facts["shape_ops"] < plain_facts["shape_ops"]
     manifests = [json.loads(p.with_suffix(".json").read_text()) for p in (fast, plain)]
     assert manifests[0]["export_rewrites"]["attention"] == 2 and "export_rewrites" not in manifests[1]
+    assert any("export rewrites" in note for note in result["notes"])
 
 
 @pytest.mark.parametrize("equation, projects", [

@@ -119,6 +119,10 @@ class TransformerSource(SourceModel):
             with rewritten(self.backbone) as applied:
                 self._export = self._trace()
             self.extra_manifest["export_rewrites"] = applied
+            if applied:
+                counts = ", ".join(f"{name} x{count}" for name, count in applied.items())
+                self.notes.append(f"traced with export rewrites ({counts} layers): same function, faster graph; "
+                                  "--no-rewrites turns them off")
         return self._export
 
     def finalize_model(self, model_bytes: bytes) -> bytes:
