@@ -5,7 +5,7 @@ a real full-integer model whose accuracy is close to the QAT model's.
 
 The scheme is tfmot's default 8-bit one with one change: Dense kernels are fake-quantized per output channel,
 like Conv kernels and like the converter's own post-training int8 (tfmot's default quantizes them per tensor,
-which cost the digits CNN one test image before any training). The TF 2.21 converter refuses a per-channel
+which cost the digits CNN test images before any training). The TF 2.21 converter refuses a per-channel
 fake-quantized Dense kernel ("'tfl.transpose' op has mismatched quantized axes": FULLY_CONNECTED stores the
 kernel transposed), so the graph traced for export (`exporting()`) carries the float kernel and the converter
 quantizes it per channel itself, with the same symmetric max-abs/127 scale the QAT graph simulated: the int8
