@@ -24,10 +24,12 @@ def sentences() -> list[str]:
 def write_tiny_bert(root: Path, seq_len: int = 64, random_biases: bool = False) -> Path:
     """random_biases: keras-hub initialises biases to zero, which the converter treats unlike a trained
     model's (it does not fuse an all-zero bias into FULLY_CONNECTED); give them values like a checkpoint's."""
+    import keras
     import keras_hub
     import numpy as np
     from tokenizers.implementations import BertWordPieceTokenizer
 
+    keras.utils.set_random_seed(0)  # the same tiny model every run: budgets near its edge stay reproducible
     words = sorted({w for s in sentences() for w in re.findall(r"[a-z]+|[0-9]|[^\sa-z0-9]", s.lower())})
     vocab = {token: i for i, token in enumerate(SPECIAL + words)}
     backbone = keras_hub.models.BertBackbone(vocabulary_size=len(vocab), num_layers=2, num_heads=2, hidden_dim=32,
