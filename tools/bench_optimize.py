@@ -97,7 +97,7 @@ def figures(model_bytes: bytes, params: int, x_test, y_test, runs: int) -> dict:
 def bench_model(name: str, teacher: Path, student_path: Path, train_npz: Path, x_test, y_test, out: Path,
                 runs: int) -> dict:
     from tfedge.optimize.cluster import cluster
-    from tfedge.optimize.common import OptimizeRequest
+    from tfedge.optimize.common import OptimizeRequest, Technique, optimize
     from tfedge.optimize.distill import DistillOptions, distill
     from tfedge.optimize.keras_bridge import load_trainable
     from tfedge.optimize.measure import count_params, to_tflite
@@ -125,8 +125,12 @@ def bench_model(name: str, teacher: Path, student_path: Path, train_npz: Path, x
     log(f"{name}: baseline converted")
     details["qat"] = qat(request("qat", teacher, f"{name}_qat.tflite"))
     rows["QAT int8"] = figures((out / f"{name}_qat.tflite").read_bytes(), params, x_test, y_test, runs)
-    rows["float fine-tuned like QAT"] = figures(to_tflite(fine_tuned(request("qat", teacher, "-")), "float32"),
-                                                params, x_test, y_test, runs)
+    # The control of QAT: the same optimize() flow and recipe (data, split, seed) without fake quantization.
+    # QAT int8 vs this row is what quantization costs; this row vs float32 is what the fine-tune moves by itself.
+    fine_tune = Technique("fine-tune", lambda model, *_: (model, [], 0), lambda model: model, lambda model: {})
+    optimize(request("qat", teacher, f"{name}_finetuned.h5"), fine_tune)
+    rows["float fine-tuned like QAT"] = figures(*from_h5(out / f"{name}_finetuned.h5", "float32"), x_test, y_test,
+                                                runs)
     log(f"{name}: qat done")
     details["prune"] = prune(request("prune", teacher, f"{name}_pruned.h5", sparsity=0.8))
     rows["pruned 80% float32"] = figures(*from_h5(out / f"{name}_pruned.h5", "float32"), x_test, y_test, runs)
@@ -142,24 +146,6 @@ def bench_model(name: str, teacher: Path, student_path: Path, train_npz: Path, x
     log(f"{name}: distill done")
     return {"rows": rows, "goals": check_goals(rows), "training": {k: v["training"] for k, v in details.items()},
             "sparsity": details["prune"]["prune"]["global"]}
-
-
-def fine_tuned(request):
-    """The control of QAT: the same fine-tune (data, split, recipe, seed) of the float model, without fake
-    quantization. QAT int8 vs this row is what quantization costs; this row vs float32 is what fine-tuning a
-    converged model on a small data set moves by itself."""
-    from tfedge.optimize.common import compile_classifier, outputs_probabilities
-    from tfedge.optimize.data import load_data
-    from tfedge.optimize.keras_bridge import load_trainable, tf_keras_module
-    from tfedge.optimize.train import fit, set_seed
-
-    set_seed(request.fit.seed)
-    tf_keras = tf_keras_module()
-    model = load_trainable(request.model).model
-    data = load_data(request.data, tuple(model.inputs[0].shape), request.preset)
-    compile_classifier(model, tf_keras, request.fit.learning_rate, outputs_probabilities(model))
-    fit(model, tf_keras, data.x, data.y, (data.x_val, data.y_val), request.fit, "float fine-tune")
-    return model
 
 
 def check_goals(rows: dict) -> dict:
