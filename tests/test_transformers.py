@@ -100,6 +100,47 @@ def test_selective_int8_searches_when_full_int8_misses(tiny_bert, tmp_path):
     assert manifest["search"]["selective"]["float_ops"] == plan["float_ops"]
 
 
+class HarmfulLayerEvaluator:
+    """Test double of selective.Evaluator: instead of measuring outputs, it says min cosine 0.5 whenever the
+    FULLY_CONNECTED layer `harmful` runs int8 (int8 weights) and 1.0 otherwise. The quantization is real."""
+
+    def __init__(self, harmful: str):
+        self.harmful, self.calls = harmful, 0
+
+    def figures(self, model_bytes: bytes) -> dict:
+        from tfedge.graph import graph_from_bytes
+
+        self.calls += 1
+        main = graph_from_bytes(model_bytes).main
+        int8 = {main.tensors[op.outputs[0]].name for op in main.ops
+                if op.name == "FULLY_CONNECTED" and main.tensors[op.inputs[1]].dtype == "int8"}
+        cosine = 0.5 if self.harmful in int8 else 1.0
+        return {"cosine_min": cosine, "cosine_mean": cosine, "top1_agreement": 1.0, "max_abs_error": 0.0}
+
+
+def test_selective_int8_falls_back_only_the_layer_that_hurts(tiny_bert):
+    from tfedge.calibration import load_samples
+    from tfedge.graph import graph_from_bytes
+    from tfedge.selective import calibrate, layer_names, search
+    from tfedge.sources import LoadOptions, load_source
+
+    source = load_source(f"hf:{tiny_bert}", LoadOptions(seq_len=SEQ_LEN))
+    calibrated = calibrate(source, load_samples(str(SENTENCES), source, 8, None, False))
+    layers = [name for _, name in layer_names(calibrated, {"FULLY_CONNECTED"})]
+    assert len(layers) >= 12  # 2 layers x (Q, K, V, output, 2 feed-forward) (+ the pooler/head, if any)
+    harmful = next(name for name in layers if "feedforward_output" in name)  # MiniLM's sensitive kind of layer
+    plan = search(calibrated, HarmfulLayerEvaluator(harmful), {"min_cosine": 0.99})
+
+    assert "FULLY_CONNECTED" not in plan.float_ops + plan.int8_ops  # decided layer by layer
+    assert plan.float_layers == [harmful] and sorted(plan.int8_layers) == sorted(set(layers) - {harmful})
+    assert plan.layer_sensitivity[-1] == {"layer": harmful, "op": "FULLY_CONNECTED", "cosine_min": 0.5}
+    assert plan.describe().endswith(f"int8 {len(layers) - 1} of {len(layers)} FULLY_CONNECTED layers")
+    main = graph_from_bytes(plan.quantized(calibrated)).main  # the model written: only `harmful` float
+    weights = {main.tensors[op.outputs[0]].name: main.tensors[op.inputs[1]].dtype
+               for op in main.ops if op.name == "FULLY_CONNECTED"}
+    assert weights.pop(harmful) == "float32" and set(weights.values()) == {"int8"}
+
+
 def test_auto_picks_fastest_within_budget(tiny_bert, tmp_path):
     out = tmp_path / "auto.tflite"
     result = convert_tiny(tiny_bert, out, "auto", budgets={"min_cosine": 0.99})

@@ -126,7 +126,7 @@ def build_auto(source, samples, context, request) -> bytes:
         else:
             plan = search(calibrated, evaluator, budgets)
             context.options.setdefault("report", {})["selective"] = plan.to_dict()
-            measure(name, quantize(calibrated, plan.float_ops), f"float: {', '.join(plan.float_ops) or 'none'}")
+            measure(name, plan.quantized(calibrated), plan.describe())
 
     for name in CANDIDATES:
         try:

@@ -10,9 +10,15 @@ here for TFLite with the converter's own selective quantization):
   2. sensitivity: for each op kind K present, quantize ONLY K (every other kind denylisted) and measure
      the output cosine to the source on held-out samples through the device runtime;
   3. accumulate op kinds into int8 from the least to the most sensitive, keeping a kind only while the
-     model still meets the budgets (default min cosine 0.99); what is left stays float.
-Quantizing one calibrated model with a denylist (`mlir_quantize(denylisted_ops=...)`, what TFLite's
-QuantizationDebugger uses for its selective models) takes seconds, so the search costs ~2 x kinds re-quantizations.
+     model still meets the budgets (default min cosine 0.99); what is left stays float;
+  4. per layer, for the kinds that carry the multiply-accumulates (graph.MAC_RULES: FULLY_CONNECTED, CONV_2D,
+     BATCH_MATMUL, ...) left float by step 3: measure each layer alone in int8 (on top of step 3's kinds), then
+     start from every layer that meets the min cosine alone and fall back the most sensitive one to float
+     until the whole model meets the budgets (INC's order). On MiniLM the feed-forward output layers (their
+     input is the GELU's heavy-tailed output) are the sensitive ones; the other fully-connected layers go int8.
+Quantizing one calibrated model with a denylist (`mlir_quantize(denylisted_ops=..., denylisted_nodes=...)`, what
+TFLite's QuantizationDebugger uses for its selective models) takes seconds, so the search costs ~2 x kinds
++ layers (+ a few fall-backs) re-quantizations.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from tfedge_device.model import Model
 
 from .convert import run_converter
 from .errors import BadInput
+from .graph import MAC_RULES, graph_from_bytes
 from .modes import Mode, configure_float32, register
 from .tfrt import quiet_native, tensorflow
 from .verify import check_budgets, compare_outputs
@@ -40,6 +47,9 @@ log = logging.getLogger(__name__)
 # the heads' TRANSPOSE alone collapses MiniLM to cosine 0.29 (measured).
 SKIPPED_KINDS = {"DELEGATE", "QUANTIZE", "DEQUANTIZE"}
 DEFAULT_MIN_COSINE = 0.99
+# Kinds searched layer by layer when they stay float as a kind: the ones that carry the multiply-accumulates,
+# i.e. where int8 pays. Element-wise kinds (ADD, MUL, ...) are many, cheap and gain nothing per layer.
+LAYER_KINDS = frozenset(MAC_RULES)
 
 
 @dataclass
@@ -48,14 +58,34 @@ class SelectivePlan:
 
     budgets: dict
     sensitivity: list = field(default_factory=list)  # [{"op": K, "cosine_min": c}] most harmless first
-    int8_ops: list = field(default_factory=list)
-    float_ops: list = field(default_factory=list)
+    int8_ops: list = field(default_factory=list)  # kinds int8 in every layer
+    float_ops: list = field(default_factory=list)  # kinds float in every layer
+    # step 4: [{"layer": output tensor name, "op": K, "cosine_min": c}] most harmless first
+    layer_sensitivity: list = field(default_factory=list)
+    int8_layers: list = field(default_factory=list)  # layers of LAYER_KINDS made int8 one by one
+    float_layers: list = field(default_factory=list)  # the other layers of those kinds (kept float)
     figures: dict | None = None  # of the chosen model on the held-out samples
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
         return {"budgets": self.budgets, "sensitivity": self.sensitivity, "int8_ops": self.int8_ops,
-                "float_ops": self.float_ops, "figures": self.figures, "seconds": round(self.seconds, 1)}
+                "float_ops": self.float_ops, "layer_sensitivity": self.layer_sensitivity,
+                "int8_layers": self.int8_layers, "float_layers": self.float_layers, "figures": self.figures,
+                "seconds": round(self.seconds, 1)}
+
+    def describe(self) -> str:
+        """One line: the float kinds and, per kind searched by layer, how many layers went int8."""
+        parts = [f"float: {', '.join(self.float_ops) or 'none'}"]
+        per_kind: dict = {}
+        for row in self.layer_sensitivity:
+            counts = per_kind.setdefault(row["op"], [0, 0])
+            counts[0] += row["layer"] in self.int8_layers
+            counts[1] += 1
+        parts += [f"int8 {done} of {total} {kind} layers" for kind, (done, total) in sorted(per_kind.items())]
+        return "; ".join(parts)
+
+    def quantized(self, calibrated: bytes) -> bytes:
+        return quantize(calibrated, self.float_ops, self.float_layers)
 
 
 def calibrate(source, samples, context=None) -> bytes:
@@ -71,13 +101,22 @@ def calibrate(source, samples, context=None) -> bytes:
     return run_converter(converter, Path(source.location).name, context)
 
 
-def quantize(calibrated: bytes, float_ops=()) -> bytes:
-    """int8 weights and activations except the op kinds in `float_ops`; float model I/O."""
+def quantize(calibrated: bytes, float_ops=(), float_layers=()) -> bytes:
+    """int8 weights and activations except the op kinds in `float_ops` and the layers (output tensor names,
+    see `layer_names`) in `float_layers`; float model I/O."""
     tensorflow()
     from tensorflow.lite.python import convert as lite_convert
 
     with quiet_native():
-        return lite_convert.mlir_quantize(calibrated, fully_quantize=False, denylisted_ops=sorted(float_ops))
+        return lite_convert.mlir_quantize(calibrated, fully_quantize=False, denylisted_ops=sorted(float_ops),
+                                          denylisted_nodes=sorted(float_layers))
+
+
+def layer_names(model_bytes: bytes, kinds) -> list:
+    """[(kind, output tensor name)] of the ops of `kinds`, in execution order: the names the quantizer's
+    `denylisted_nodes` takes."""
+    main = graph_from_bytes(model_bytes).main
+    return [(op.name, main.tensors[op.outputs[0]].name) for op in main.ops if op.name in kinds]
 
 
 def op_kinds(model_bytes: bytes) -> dict:
@@ -151,8 +190,37 @@ def search(calibrated: bytes, evaluator: Evaluator, budgets: dict) -> SelectiveP
                  "kept" if chosen is trial else "float")
     plan.int8_ops = chosen
     plan.float_ops = [k for k in kinds if k not in chosen]
+    if any(kind in LAYER_KINDS for kind in plan.float_ops):
+        _search_layers(calibrated, evaluator, budgets, plan, meets)
     plan.seconds = time.perf_counter() - started
     return plan
+
+
+def _search_layers(calibrated: bytes, evaluator: Evaluator, budgets: dict, plan: SelectivePlan, meets) -> None:
+    """Step 4 (module docstring): layers of the float LAYER_KINDS, int8 one by one."""
+    layers = layer_names(calibrated, [k for k in plan.float_ops if k in LAYER_KINDS])
+    refined = sorted({kind for kind, _ in layers})
+    float_ops = [k for k in plan.float_ops if k not in refined]
+
+    def with_int8(names: set) -> bytes:
+        return quantize(calibrated, float_ops, [name for _, name in layers if name not in names])
+
+    for kind, name in layers:
+        figures = evaluator.figures(with_int8({name}))
+        plan.layer_sensitivity.append({"layer": name, "op": kind, "cosine_min": round(figures["cosine_min"], 5)})
+        log.info("int8 layer %s alone: min cosine %.4f", name, figures["cosine_min"])
+    plan.layer_sensitivity.sort(key=lambda row: -row["cosine_min"])
+    floor = budgets.get("min_cosine")
+    trial = [row["layer"] for row in plan.layer_sensitivity if floor is None or row["cosine_min"] >= floor]
+    while trial:  # fall back the most sensitive layer until the model meets the budgets
+        figures = evaluator.figures(with_int8(set(trial)))
+        log.info("int8 %d layers: min cosine %.4f", len(trial), figures["cosine_min"])
+        if meets(figures):
+            plan.float_ops, plan.figures = float_ops, figures
+            plan.int8_layers = trial
+            plan.float_layers = [name for _, name in layers if name not in trial]
+            return
+        trial.pop()
 
 
 def split_samples(samples):
@@ -173,7 +241,7 @@ def build_selective(source, samples, context, request) -> bytes:
     calibrated = calibrate(source, calibration, context)
     plan = search(calibrated, Evaluator(source, held_out), default_budgets(request))
     context.options["report"] = {"selective": plan.to_dict()}
-    return quantize(calibrated, plan.float_ops)
+    return plan.quantized(calibrated)
 
 
 @dataclass(frozen=True)
