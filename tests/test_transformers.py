@@ -104,13 +104,15 @@ class HarmfulLayerEvaluator:
     """Test double of selective.Evaluator: instead of measuring outputs, it says min cosine 0.5 whenever the
     FULLY_CONNECTED layer `harmful` runs int8 (int8 weights) and 1.0 otherwise. The quantization is real."""
 
-    def __init__(self, harmful: str):
-        self.harmful, self.calls = harmful, 0
+    def __init__(self, harmful: str, samples=None):
+        self.harmful, self.samples = harmful, samples
+
+    def finalize(self, model_bytes: bytes) -> bytes:
+        return model_bytes
 
     def figures(self, model_bytes: bytes) -> dict:
         from tfedge.graph import graph_from_bytes
 
-        self.calls += 1
         main = graph_from_bytes(model_bytes).main
         int8 = {main.tensors[op.outputs[0]].name for op in main.ops
                 if op.name == "FULLY_CONNECTED" and main.tensors[op.inputs[1]].dtype == "int8"}
@@ -139,6 +141,44 @@ def test_selective_int8_falls_back_only_the_layer_that_hurts(tiny_bert):
     weights = {main.tensors[op.outputs[0]].name: main.tensors[op.inputs[1]].dtype
                for op in main.ops if op.name == "FULLY_CONNECTED"}
     assert weights.pop(harmful) == "float32" and set(weights.values()) == {"int8"}
+
+
+def slow_int8_transpose_timer(models: dict, sample, runs: int) -> dict:
+    """Test double of latency.interleaved_latency_ms: 1 ms, +0.5 ms when the model has an int8 TRANSPOSE."""
+    from tfedge.graph import graph_from_bytes
+
+    def ms(model_bytes: bytes) -> float:
+        main = graph_from_bytes(model_bytes).main
+        return 1.0 + 0.5 * any(op.name == "TRANSPOSE" and main.tensors[op.inputs[0]].dtype == "int8"
+                               for op in main.ops)
+
+    return {name: ms(model_bytes) for name, model_bytes in models.items()}
+
+
+def test_selective_int8_keeps_float_where_int8_is_slower(tiny_bert):
+    from tfedge.calibration import load_samples
+    from tfedge.graph import graph_from_bytes
+    from tfedge.selective import calibrate, keep_int8_that_pays, layer_names, search
+    from tfedge.sources import LoadOptions, load_source
+
+    source = load_source(f"hf:{tiny_bert}", LoadOptions(seq_len=SEQ_LEN))
+    samples = load_samples(str(SENTENCES), source, 8, None, False)
+    calibrated = calibrate(source, samples)
+    harmful = next(name for _, name in layer_names(calibrated, {"FULLY_CONNECTED"}) if "feedforward_output" in name)
+    evaluator = HarmfulLayerEvaluator(harmful, samples)
+    searched = search(calibrated, evaluator, {"min_cosine": 0.99})
+    assert "TRANSPOSE" in searched.int8_ops  # accuracy alone keeps it int8
+
+    plan = keep_int8_that_pays(calibrated, searched, evaluator, {"min_cosine": 0.99},
+                               timer=slow_int8_transpose_timer)
+    decided = {row["op"]: row["kept"] for row in plan.timing}
+    assert decided.pop("TRANSPOSE") == "float" and set(decided.values()) == {"int8"}
+    assert decided.keys() == set(searched.int8_ops) - {"TRANSPOSE"} | {"FULLY_CONNECTED"}
+    assert "TRANSPOSE" in plan.float_ops and plan.float_layers == [harmful]
+    assert plan.describe().endswith("float because int8 was slower: TRANSPOSE")
+    main = graph_from_bytes(plan.quantized(calibrated)).main
+    transposes = [main.tensors[op.inputs[0]].dtype for op in main.ops if op.name == "TRANSPOSE"]
+    assert transposes and set(transposes) == {"float32"}
 
 
 def test_auto_picks_fastest_within_budget(tiny_bert, tmp_path):

@@ -11,22 +11,19 @@ logged (stderr) and returned in the result's `search.auto`; no candidate within 
 from __future__ import annotations
 
 import logging
-import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-from tfedge_device.model import Model
-
 from .convert import run_converter
 from .errors import BadInput, BudgetNotMet
+from .latency import interleaved_latency_ms, median_latency_ms
 from .modes import get_mode, register
 from .selective import (
     Evaluator,
     SearchMode,
     calibrate,
     default_budgets,
+    keep_int8_that_pays,
     quantize,
     search,
     split_samples,
@@ -36,49 +33,9 @@ from .verify import check_budgets
 log = logging.getLogger(__name__)
 
 CANDIDATES = ("float16", "dynamic", "int8", "selective-int8", "int16x8")
-TIMED_RUNS = 20
-WARMUP_RUNS = 3
 # int16x8 runs on TFLite's reference kernels: skip measuring it when one inference is this many times slower
 # than float32 (LiteRT's own table shows int16x8 BERT-class models far slower than float).
 TOO_SLOW_FACTOR = 8.0
-
-
-def median_latency_ms(model_bytes: bytes, sample, threads: int = 1, runs: int = TIMED_RUNS) -> float:
-    """Median wall time of one invoke on the device runtime (benchmark_model's method: warm-up, timed runs)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "timed.tflite"
-        path.write_bytes(model_bytes)
-        model = Model(path, threads=threads)
-        model.set_inputs(list(sample))
-        for _ in range(WARMUP_RUNS):
-            model.invoke()
-        times = []
-        for _ in range(runs):
-            started = time.perf_counter()
-            model.invoke()
-            times.append(time.perf_counter() - started)
-    return float(np.median(times) * 1e3)
-
-
-def interleaved_latency_ms(models: dict, sample, threads: int = 1, runs: int = TIMED_RUNS) -> dict:
-    """{name: median invoke ms} with the models timed in turn within every round, so load changes on a shared
-    machine hit them alike and the ratios stay meaningful. `models`: {name: model bytes}."""
-    with tempfile.TemporaryDirectory() as tmp:
-        loaded = {}
-        for name, model_bytes in models.items():
-            path = Path(tmp) / f"{len(loaded)}.tflite"
-            path.write_bytes(model_bytes)
-            loaded[name] = Model(path, threads=threads)
-            loaded[name].set_inputs(list(sample))
-            for _ in range(WARMUP_RUNS):
-                loaded[name].invoke()
-        times = {name: [] for name in loaded}
-        for _ in range(runs):
-            for name, model in loaded.items():
-                started = time.perf_counter()
-                model.invoke()
-                times[name].append(time.perf_counter() - started)
-    return {name: round(float(np.median(values)) * 1e3, 2) for name, values in times.items()}
 
 
 def _configured(source, name: str, context, samples=None) -> bytes:
@@ -124,7 +81,7 @@ def build_auto(source, samples, context, request) -> bytes:
         elif name == "int16x8":
             measure(name, _configured(source, name, context, calibration))
         else:
-            plan = search(calibrated, evaluator, budgets)
+            plan = keep_int8_that_pays(calibrated, search(calibrated, evaluator, budgets), evaluator, budgets)
             context.options.setdefault("report", {})["selective"] = plan.to_dict()
             measure(name, plan.quantized(calibrated), plan.describe())
 

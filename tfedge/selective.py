@@ -15,7 +15,11 @@ here for TFLite with the converter's own selective quantization):
      BATCH_MATMUL, ...) left float by step 3: measure each layer alone in int8 (on top of step 3's kinds), then
      start from every layer that meets the min cosine alone and fall back the most sensitive one to float
      until the whole model meets the budgets (INC's order). On MiniLM the feed-forward output layers (their
-     input is the GELU's heavy-tailed output) are the sensitive ones; the other fully-connected layers go int8.
+     input is the GELU's heavy-tailed output) are the sensitive ones; the other fully-connected layers go int8;
+  5. int8 must pay (`keep_int8_that_pays`): accuracy alone would keep int8 ops LiteRT runs slower than float
+     (on MiniLM: int8 BATCH_MATMUL and TRANSPOSE run outside XNNPACK, with QUANTIZE/DEQUANTIZE around them). Each
+     int8 kind is timed with and without its int8 (interleaved, the device runtime, 1 thread) and goes back to
+     float when that is faster by more than FLOAT_IF_FASTER_BY.
 Quantizing one calibrated model with a denylist (`mlir_quantize(denylisted_ops=..., denylisted_nodes=...)`, what
 TFLite's QuantizationDebugger uses for its selective models) takes seconds, so the search costs ~2 x kinds
 + layers (+ a few fall-backs) re-quantizations.
@@ -36,6 +40,7 @@ from tfedge_device.model import Model
 from .convert import run_converter
 from .errors import BadInput
 from .graph import MAC_RULES, graph_from_bytes
+from .latency import interleaved_latency_ms
 from .modes import Mode, configure_float32, register
 from .tfrt import quiet_native, tensorflow
 from .verify import check_budgets, compare_outputs
@@ -50,6 +55,8 @@ DEFAULT_MIN_COSINE = 0.99
 # Kinds searched layer by layer when they stay float as a kind: the ones that carry the multiply-accumulates,
 # i.e. where int8 pays. Element-wise kinds (ADD, MUL, ...) are many, cheap and gain nothing per layer.
 LAYER_KINDS = frozenset(MAC_RULES)
+FLOAT_IF_FASTER_BY = 0.02  # step 5: below this, timing noise; an int8 kind that costs nothing stays (smaller)
+PAYS_TIMED_RUNS = 10
 
 
 @dataclass
@@ -65,13 +72,14 @@ class SelectivePlan:
     int8_layers: list = field(default_factory=list)  # layers of LAYER_KINDS made int8 one by one
     float_layers: list = field(default_factory=list)  # the other layers of those kinds (kept float)
     figures: dict | None = None  # of the chosen model on the held-out samples
+    timing: list = field(default_factory=list)  # step 5: [{"op": K, "int8_ms": a, "float_ms": b, "kept": ...}]
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
         return {"budgets": self.budgets, "sensitivity": self.sensitivity, "int8_ops": self.int8_ops,
                 "float_ops": self.float_ops, "layer_sensitivity": self.layer_sensitivity,
                 "int8_layers": self.int8_layers, "float_layers": self.float_layers, "figures": self.figures,
-                "seconds": round(self.seconds, 1)}
+                "timing": self.timing, "seconds": round(self.seconds, 1)}
 
     def describe(self) -> str:
         """One line: the float kinds and, per kind searched by layer, how many layers went int8."""
@@ -81,7 +89,11 @@ class SelectivePlan:
             counts = per_kind.setdefault(row["op"], [0, 0])
             counts[0] += row["layer"] in self.int8_layers
             counts[1] += 1
-        parts += [f"int8 {done} of {total} {kind} layers" for kind, (done, total) in sorted(per_kind.items())]
+        parts += [f"int8 {done} of {total} {kind} layers" for kind, (done, total) in sorted(per_kind.items())
+                  if kind not in self.float_ops]
+        slower = [row["op"] for row in self.timing if row["kept"] == "float"]
+        if slower:
+            parts.append(f"float because int8 was slower: {', '.join(slower)}")
         return "; ".join(parts)
 
     def quantized(self, calibrated: bytes) -> bytes:
@@ -223,6 +235,44 @@ def _search_layers(calibrated: bytes, evaluator: Evaluator, budgets: dict, plan:
         trial.pop()
 
 
+def keep_int8_that_pays(calibrated: bytes, plan: SelectivePlan, evaluator: Evaluator, budgets: dict,
+                        timer=interleaved_latency_ms) -> SelectivePlan:
+    """Step 5 (module docstring): every kind with int8 ops (int8_ops, and the LAYER_KINDS with int8 layers) goes
+    back to float when the model runs faster so and still meets the budgets. `timer(models, sample, runs=)` ->
+    {name: ms}."""
+    started = time.perf_counter()
+    sample = evaluator.samples.arrays[0]
+    kinds = list(plan.int8_ops) + sorted({row["op"] for row in plan.layer_sensitivity
+                                          if row["layer"] in plan.int8_layers})
+    current = plan.quantized(calibrated)
+    for kind in kinds:
+        trial = _with_float(plan, kind)
+        trial_bytes = trial.quantized(calibrated)
+        times = timer({"int8": evaluator.finalize(current), "float": evaluator.finalize(trial_bytes)}, sample,
+                      runs=PAYS_TIMED_RUNS)
+        row = {"op": kind, "int8_ms": times["int8"], "float_ms": times["float"], "kept": "int8"}
+        if times["float"] < times["int8"] * (1 - FLOAT_IF_FASTER_BY):
+            figures = evaluator.figures(trial_bytes)
+            if not check_budgets(figures, budgets):
+                trial.figures, trial.timing = figures, plan.timing
+                plan, current, row["kept"] = trial, trial_bytes, "float"
+        plan.timing.append(row)
+        log.info("int8 %s: %.2f ms, float: %.2f ms -> %s", kind, times["int8"], times["float"], row["kept"])
+    plan.seconds += time.perf_counter() - started
+    return plan
+
+
+def _with_float(plan: SelectivePlan, kind: str) -> SelectivePlan:
+    """A copy of `plan` with every op of `kind` float."""
+    from dataclasses import replace
+
+    layers = {row["layer"] for row in plan.layer_sensitivity if row["op"] == kind}
+    return replace(plan, int8_ops=[k for k in plan.int8_ops if k != kind],
+                   float_ops=sorted(set(plan.float_ops) | {kind}),
+                   int8_layers=[name for name in plan.int8_layers if name not in layers],
+                   float_layers=[name for name in plan.float_layers if name not in layers], timing=list(plan.timing))
+
+
 def split_samples(samples):
     """(calibration, held-out) halves, alternating, so both cover the whole file."""
     from .calibration import Samples
@@ -239,7 +289,8 @@ def build_selective(source, samples, context, request) -> bytes:
     """The `selective-int8` mode: calibrate on half the samples, search on the other half."""
     calibration, held_out = split_samples(samples)
     calibrated = calibrate(source, calibration, context)
-    plan = search(calibrated, Evaluator(source, held_out), default_budgets(request))
+    evaluator, budgets = Evaluator(source, held_out), default_budgets(request)
+    plan = keep_int8_that_pays(calibrated, search(calibrated, evaluator, budgets), evaluator, budgets)
     context.options["report"] = {"selective": plan.to_dict()}
     return plan.quantized(calibrated)
 

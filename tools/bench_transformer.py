@@ -61,8 +61,8 @@ def main() -> int:
 
     from tfedge_device.text import TextModel
 
-    from tfedge.auto import interleaved_latency_ms
     from tfedge.convert import ConvertRequest, convert
+    from tfedge.latency import interleaved_latency_ms
     from tfedge.sources import LoadOptions, load_source
     from tfedge.transformers import read_sentences
     from tfedge.verify import cosine

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from tfedge_device.model import Model
 
-from ..auto import median_latency_ms
 from ..calibration import Samples
 from ..convert import run_converter
+from ..latency import median_latency_ms
 from ..modes import ConvertContext, get_mode, resolve_io_type
 from ..sources import KerasSource, LoadOptions
 
