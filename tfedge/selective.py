@@ -305,7 +305,7 @@ class SearchMode(Mode):
 
 
 def _register() -> None:
-    register(SearchMode("selective-int8", "int8 except the op kinds measured to hurt (kept float)",
+    register(SearchMode("selective-int8", "int8 except the ops measured to hurt accuracy or speed (kept float)",
                         configure_float32, aliases=("selective", "mixed-int8"), needs_calibration=True,
                         build=build_selective))
 
