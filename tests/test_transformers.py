@@ -100,6 +100,29 @@ def test_selective_int8_searches_when_full_int8_misses(tiny_bert, tmp_path):
     assert manifest["search"]["selective"]["float_ops"] == plan["float_ops"]
 
 
+def test_calibrate_uses_only_its_samples_not_the_held_out_half(tmp_path):
+    # auto and selective-int8 calibrate on one half of --calib and measure on the other: the held-out half
+    # (here the only samples reaching 100) must not widen the calibrated ranges.
+    import keras
+    import tflite
+
+    from tfedge.calibration import Samples
+    from tfedge.modes import ConvertContext
+    from tfedge.selective import calibrate
+    from tfedge.sources import LoadOptions, load_source
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.save(tmp_path / "dense.keras")
+    source = load_source(str(tmp_path / "dense.keras"), LoadOptions())
+    half = Samples([[np.full((1, 4), 0.5, np.float32)]] * 4, "calibration half", True)
+    every = Samples(half.arrays + [[np.full((1, 4), 100.0, np.float32)]] * 4, "all", True)
+    calibrated = calibrate(source, half, ConvertContext(samples=every, show_progress=False))
+    graph = tflite.Model.GetRootAsModel(calibrated, 0).Subgraphs(0)
+    recorded = graph.Tensors(graph.Inputs(0)).Quantization()
+    assert recorded.MaxAsNumpy().tolist() == [0.5]
+
+
 class HarmfulLayerEvaluator:
     """Test double of selective.Evaluator: instead of measuring outputs, it says min cosine 0.5 whenever the
     FULLY_CONNECTED layer `harmful` runs int8 (int8 weights) and 1.0 otherwise. The quantization is real."""

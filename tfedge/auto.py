@@ -14,6 +14,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+from .calibration import progress
 from .convert import run_converter
 from .errors import BadInput, BudgetNotMet
 from .latency import interleaved_latency_ms, median_latency_ms
@@ -81,11 +82,13 @@ def build_auto(source, samples, context, request) -> bytes:
         elif name == "int16x8":
             measure(name, _configured(source, name, context, calibration))
         else:
-            plan = keep_int8_that_pays(calibrated, search(calibrated, evaluator, budgets), evaluator, budgets)
+            show = context.show_progress
+            plan = keep_int8_that_pays(calibrated, search(calibrated, evaluator, budgets, show), evaluator,
+                                       budgets, show_progress=show)
             context.options.setdefault("report", {})["selective"] = plan.to_dict()
             measure(name, plan.quantized(calibrated), plan.describe())
 
-    for name in CANDIDATES:
+    for name in progress(CANDIDATES, len(CANDIDATES), "auto: candidates", context.show_progress, unit="model"):
         try:
             make_candidate(name)
         except BadInput as err:  # a candidate the converter cannot make is a row, not the end of the search

@@ -38,12 +38,12 @@ class Samples:
         return Samples(self.arrays[:count], f"{count} of {self.origin}", self.real)
 
 
-def progress(iterable, total: int, description: str, enabled: bool = True, stream=None):
+def progress(iterable, total: int, description: str, enabled: bool = True, stream=None, unit: str = "sample"):
     """A tqdm bar on `stream` (stderr), only when it is a terminal and progress is wanted."""
     from tqdm import tqdm
 
     stream = stream or sys.stderr
-    return tqdm(iterable, total=total, desc=description, unit="sample", leave=False, file=stream,
+    return tqdm(iterable, total=total, desc=description, unit=unit, leave=False, file=stream,
                 disable=not enabled or not stream.isatty())
 
 

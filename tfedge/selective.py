@@ -31,12 +31,13 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from tfedge_device.model import Model
 
+from .calibration import progress
 from .convert import run_converter
 from .errors import BadInput
 from .graph import MAC_RULES, graph_from_bytes
@@ -101,14 +102,15 @@ class SelectivePlan:
 
 
 def calibrate(source, samples, context=None) -> bytes:
-    """A float TFLite model carrying calibrated activation ranges (input of `quantize`)."""
+    """A float TFLite model carrying activation ranges calibrated on `samples` only, never on the context's
+    (auto and selective-int8 hold half of the calibration data out to measure on)."""
     tf = tensorflow()
-    from .modes import _representative_dataset
+    from .modes import ConvertContext, _representative_dataset
 
     converter = source.converter()
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = _representative_dataset(context) if context is not None else \
-        (lambda: (list(arrays) for arrays in samples.arrays))
+    converter.representative_dataset = _representative_dataset(
+        replace(context, samples=samples) if context is not None else ConvertContext(samples, show_progress=False))
     converter._experimental_calibrate_only = True  # the QuantizationDebugger's route to selective models
     return run_converter(converter, Path(source.location).name, context)
 
@@ -169,9 +171,10 @@ def default_budgets(request) -> dict:
     return budgets or {"min_cosine": DEFAULT_MIN_COSINE}
 
 
-def search(calibrated: bytes, evaluator: Evaluator, budgets: dict) -> SelectivePlan:
+def search(calibrated: bytes, evaluator: Evaluator, budgets: dict, show_progress: bool = False) -> SelectivePlan:
     """Choose which op kinds run int8 (see the module docstring). Sensitivity is ranked by min cosine; a
-    kind is kept int8 while the model meets every budget (min cosine, top-1 agreement, max abs error)."""
+    kind is kept int8 while the model meets every budget (min cosine, top-1 agreement, max abs error).
+    `show_progress`: a progress bar per step on stderr (a terminal only)."""
     started = time.perf_counter()
     plan = SelectivePlan(budgets)
 
@@ -185,7 +188,7 @@ def search(calibrated: bytes, evaluator: Evaluator, budgets: dict) -> SelectiveP
     if meets(figures):  # nothing to keep in float
         plan.int8_ops, plan.figures, plan.seconds = kinds, figures, time.perf_counter() - started
         return plan
-    for kind in kinds:
+    for kind in progress(kinds, len(kinds), "selective int8: op kinds", show_progress, unit="kind"):
         figures = evaluator.figures(quantize(calibrated, float_ops=[k for k in kinds if k != kind]))
         plan.sensitivity.append({"op": kind, "cosine_min": round(figures["cosine_min"], 5)})
         log.info("int8 %s alone: min cosine %.4f", kind, figures["cosine_min"])
@@ -203,12 +206,13 @@ def search(calibrated: bytes, evaluator: Evaluator, budgets: dict) -> SelectiveP
     plan.int8_ops = chosen
     plan.float_ops = [k for k in kinds if k not in chosen]
     if any(kind in LAYER_KINDS for kind in plan.float_ops):
-        _search_layers(calibrated, evaluator, budgets, plan, meets)
+        _search_layers(calibrated, evaluator, budgets, plan, meets, show_progress)
     plan.seconds = time.perf_counter() - started
     return plan
 
 
-def _search_layers(calibrated: bytes, evaluator: Evaluator, budgets: dict, plan: SelectivePlan, meets) -> None:
+def _search_layers(calibrated: bytes, evaluator: Evaluator, budgets: dict, plan: SelectivePlan, meets,
+                   show_progress: bool) -> None:
     """Step 4 (module docstring): layers of the float LAYER_KINDS, int8 one by one."""
     layers = layer_names(calibrated, [k for k in plan.float_ops if k in LAYER_KINDS])
     refined = sorted({kind for kind, _ in layers})
@@ -217,7 +221,7 @@ def _search_layers(calibrated: bytes, evaluator: Evaluator, budgets: dict, plan:
     def with_int8(names: set) -> bytes:
         return quantize(calibrated, float_ops, [name for _, name in layers if name not in names])
 
-    for kind, name in layers:
+    for kind, name in progress(layers, len(layers), "selective int8: layers", show_progress, unit="layer"):
         figures = evaluator.figures(with_int8({name}))
         plan.layer_sensitivity.append({"layer": name, "op": kind, "cosine_min": round(figures["cosine_min"], 5)})
         log.info("int8 layer %s alone: min cosine %.4f", name, figures["cosine_min"])
@@ -236,7 +240,7 @@ def _search_layers(calibrated: bytes, evaluator: Evaluator, budgets: dict, plan:
 
 
 def keep_int8_that_pays(calibrated: bytes, plan: SelectivePlan, evaluator: Evaluator, budgets: dict,
-                        timer=interleaved_latency_ms) -> SelectivePlan:
+                        timer=interleaved_latency_ms, show_progress: bool = False) -> SelectivePlan:
     """Step 5 (module docstring): every kind with int8 ops (int8_ops, and the LAYER_KINDS with int8 layers) goes
     back to float when the model runs faster so and still meets the budgets. `timer(models, sample, runs=)` ->
     {name: ms}."""
@@ -245,7 +249,7 @@ def keep_int8_that_pays(calibrated: bytes, plan: SelectivePlan, evaluator: Evalu
     kinds = list(plan.int8_ops) + sorted({row["op"] for row in plan.layer_sensitivity
                                           if row["layer"] in plan.int8_layers})
     current = plan.quantized(calibrated)
-    for kind in kinds:
+    for kind in progress(kinds, len(kinds), "selective int8: timing int8 kinds", show_progress, unit="kind"):
         trial = _with_float(plan, kind)
         trial_bytes = trial.quantized(calibrated)
         times = timer({"int8": evaluator.finalize(current), "float": evaluator.finalize(trial_bytes)}, sample,
@@ -264,8 +268,6 @@ def keep_int8_that_pays(calibrated: bytes, plan: SelectivePlan, evaluator: Evalu
 
 def _with_float(plan: SelectivePlan, kind: str) -> SelectivePlan:
     """A copy of `plan` with every op of `kind` float."""
-    from dataclasses import replace
-
     layers = {row["layer"] for row in plan.layer_sensitivity if row["op"] == kind}
     return replace(plan, int8_ops=[k for k in plan.int8_ops if k != kind],
                    float_ops=sorted(set(plan.float_ops) | {kind}),
@@ -289,8 +291,9 @@ def build_selective(source, samples, context, request) -> bytes:
     """The `selective-int8` mode: calibrate on half the samples, search on the other half."""
     calibration, held_out = split_samples(samples)
     calibrated = calibrate(source, calibration, context)
-    evaluator, budgets = Evaluator(source, held_out), default_budgets(request)
-    plan = keep_int8_that_pays(calibrated, search(calibrated, evaluator, budgets), evaluator, budgets)
+    evaluator, budgets, show = Evaluator(source, held_out), default_budgets(request), context.show_progress
+    plan = keep_int8_that_pays(calibrated, search(calibrated, evaluator, budgets, show), evaluator, budgets,
+                               show_progress=show)
     context.options["report"] = {"selective": plan.to_dict()}
     return plan.quantized(calibrated)
 
