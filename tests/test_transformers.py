@@ -234,6 +234,15 @@ def test_cli_convert_json(tfedge, tiny_bert, tmp_path):
     assert json.loads(out.with_suffix(".json").read_text())["text"]["seq_len"] == 16
 
 
+def test_cli_selective_int8_prints_what_the_search_kept_float(tfedge, tiny_bert, tmp_path):
+    result = tfedge("convert", f"hf:{tiny_bert}", "-o", tmp_path / "sel.tflite", "--seq-len", SEQ_LEN,
+                    "--quant", "selective-int8", "--calib", SENTENCES, "--calib-count", 8, "--verify-count", 4)
+    assert result.returncode == 0, result
+    line = next(line for line in result.stdout.splitlines() if line.startswith("int8 search"))
+    plan = json.loads((tmp_path / "sel.json").read_text())["search"]["selective"]
+    assert plan["summary"] in line and line.endswith(" s)")
+
+
 @pytest.mark.parametrize("make, args, words", [
     (lambda d: d / "missing", (), ["not found"]),
     (lambda d: d, (), ["no config.json"]),

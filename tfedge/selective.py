@@ -80,7 +80,7 @@ class SelectivePlan:
         return {"budgets": self.budgets, "sensitivity": self.sensitivity, "int8_ops": self.int8_ops,
                 "float_ops": self.float_ops, "layer_sensitivity": self.layer_sensitivity,
                 "int8_layers": self.int8_layers, "float_layers": self.float_layers, "figures": self.figures,
-                "timing": self.timing, "seconds": round(self.seconds, 1)}
+                "timing": self.timing, "seconds": round(self.seconds, 1), "summary": self.describe()}
 
     def describe(self) -> str:
         """One line: the float kinds and, per kind searched by layer, how many layers went int8."""

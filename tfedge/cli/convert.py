@@ -93,6 +93,9 @@ def print_result(result: dict) -> None:
         ("size", f"{result['size_bytes'] / 1e6:.3f} MB"),
         ("converted in", f"{result['timings']['total_s']:.1f} s"),
     ]
+    selective = (result.get("search") or {}).get("selective")
+    if selective and result["mode"] == "selective-int8":  # auto prints its own table
+        rows.append(("int8 search", f"{selective['summary']} ({selective['seconds']:.0f} s)"))
     if figures:
         rows.append(("verified on", figures["data"] + ("" if figures["real_data"] else "  (not real data)")))
         if figures["top1_agreement"] is not None:
