@@ -246,8 +246,9 @@ def keep_int8_that_pays(calibrated: bytes, plan: SelectivePlan, evaluator: Evalu
     {name: ms}."""
     started = time.perf_counter()
     sample = evaluator.samples.arrays[0]
-    kinds = list(plan.int8_ops) + sorted({row["op"] for row in plan.layer_sensitivity
-                                          if row["layer"] in plan.int8_layers})
+    # the kinds decided per layer first (the most compute): the others are then timed in the model as it will be
+    kinds = sorted({row["op"] for row in plan.layer_sensitivity if row["layer"] in plan.int8_layers}) + \
+        list(plan.int8_ops)
     current = plan.quantized(calibrated)
     for kind in progress(kinds, len(kinds), "selective int8: timing int8 kinds", show_progress, unit="kind"):
         trial = _with_float(plan, kind)
