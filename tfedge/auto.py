@@ -24,9 +24,8 @@ from .selective import (
     SearchMode,
     calibrate,
     default_budgets,
-    keep_int8_that_pays,
     quantize,
-    search,
+    selective_plan,
     split_samples,
 )
 from .verify import check_budgets
@@ -82,9 +81,7 @@ def build_auto(source, samples, context, request) -> bytes:
         elif name == "int16x8":
             measure(name, _configured(source, name, context, calibration))
         else:
-            show = context.show_progress
-            plan = keep_int8_that_pays(calibrated, search(calibrated, evaluator, budgets, show), evaluator,
-                                       budgets, show_progress=show)
+            plan = selective_plan(calibrated, evaluator, budgets, context.show_progress)
             context.options.setdefault("report", {})["selective"] = plan.to_dict()
             measure(name, plan.quantized(calibrated), plan.describe())
 

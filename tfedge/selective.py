@@ -17,7 +17,7 @@ here for TFLite with the converter's own selective quantization):
      until the whole model meets the budgets (INC's order). On MiniLM the feed-forward output layers (their
      input is the GELU's heavy-tailed output) are the sensitive ones; the other fully-connected layers go int8;
   5. int8 must pay (`keep_int8_that_pays`): accuracy alone would keep int8 ops LiteRT runs slower than float
-     (on MiniLM: int8 BATCH_MATMUL and TRANSPOSE run outside XNNPACK, with QUANTIZE/DEQUANTIZE around them). Each
+     (on MiniLM int8 BATCH_MATMUL runs outside XNNPACK: 13.4 ms with its int8 layers, 9.5 ms without). Each
      int8 kind is timed with and without its int8 (interleaved, the device runtime, 1 thread) and goes back to
      float when that is faster by more than FLOAT_IF_FASTER_BY.
 Quantizing one calibrated model with a denylist (`mlir_quantize(denylisted_ops=..., denylisted_nodes=...)`, what
@@ -49,8 +49,8 @@ from .verify import check_budgets, compare_outputs
 log = logging.getLogger(__name__)
 
 # Not op kinds of the model: the runtime's delegate nodes and the quantizer's own conversions. Data-movement
-# kinds (TRANSPOSE, SELECT_V2, ...) ARE searched: quantizing the attention mask's SELECT_V2 (-1e9 logits) or
-# the heads' TRANSPOSE alone collapses MiniLM to cosine 0.29 (measured).
+# kinds (TRANSPOSE, SELECT_V2, ...) ARE searched: in MiniLM as traced without tfedge.rewrites, quantizing the
+# attention mask's SELECT_V2 (-1e9 logits) or the heads' TRANSPOSE alone collapsed it to cosine 0.29 (measured).
 SKIPPED_KINDS = {"DELEGATE", "QUANTIZE", "DEQUANTIZE"}
 DEFAULT_MIN_COSINE = 0.99
 # Kinds searched layer by layer when they stay float as a kind: the ones that carry the multiply-accumulates,
@@ -107,10 +107,11 @@ def calibrate(source, samples, context=None) -> bytes:
     tf = tensorflow()
     from .modes import ConvertContext, _representative_dataset
 
+    context = replace(context, samples=samples) if context is not None else ConvertContext(samples,
+                                                                                          show_progress=False)
     converter = source.converter()
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = _representative_dataset(
-        replace(context, samples=samples) if context is not None else ConvertContext(samples, show_progress=False))
+    converter.representative_dataset = _representative_dataset(context)  # its terminal is set by run_converter
     converter._experimental_calibrate_only = True  # the QuantizationDebugger's route to selective models
     return run_converter(converter, Path(source.location).name, context)
 
@@ -259,7 +260,7 @@ def keep_int8_that_pays(calibrated: bytes, plan: SelectivePlan, evaluator: Evalu
         if times["float"] < times["int8"] * (1 - FLOAT_IF_FASTER_BY):
             figures = evaluator.figures(trial_bytes)
             if not check_budgets(figures, budgets):
-                trial.figures, trial.timing = figures, plan.timing
+                trial.figures = figures
                 plan, current, row["kept"] = trial, trial_bytes, "float"
         plan.timing.append(row)
         log.info("int8 %s: %.2f ms, float: %.2f ms -> %s", kind, times["int8"], times["float"], row["kept"])
@@ -268,12 +269,18 @@ def keep_int8_that_pays(calibrated: bytes, plan: SelectivePlan, evaluator: Evalu
 
 
 def _with_float(plan: SelectivePlan, kind: str) -> SelectivePlan:
-    """A copy of `plan` with every op of `kind` float."""
+    """A copy of `plan` with every op of `kind` float (the timing list is shared)."""
     layers = {row["layer"] for row in plan.layer_sensitivity if row["op"] == kind}
     return replace(plan, int8_ops=[k for k in plan.int8_ops if k != kind],
                    float_ops=sorted(set(plan.float_ops) | {kind}),
                    int8_layers=[name for name in plan.int8_layers if name not in layers],
-                   float_layers=[name for name in plan.float_layers if name not in layers], timing=list(plan.timing))
+                   float_layers=[name for name in plan.float_layers if name not in layers])
+
+
+def selective_plan(calibrated: bytes, evaluator: Evaluator, budgets: dict, show_progress: bool = False):
+    """Steps 1-5 of the module docstring -> SelectivePlan (`plan.quantized(calibrated)` is the model)."""
+    plan = search(calibrated, evaluator, budgets, show_progress)
+    return keep_int8_that_pays(calibrated, plan, evaluator, budgets, show_progress=show_progress)
 
 
 def split_samples(samples):
@@ -292,9 +299,7 @@ def build_selective(source, samples, context, request) -> bytes:
     """The `selective-int8` mode: calibrate on half the samples, search on the other half."""
     calibration, held_out = split_samples(samples)
     calibrated = calibrate(source, calibration, context)
-    evaluator, budgets, show = Evaluator(source, held_out), default_budgets(request), context.show_progress
-    plan = keep_int8_that_pays(calibrated, search(calibrated, evaluator, budgets, show), evaluator, budgets,
-                               show_progress=show)
+    plan = selective_plan(calibrated, Evaluator(source, held_out), default_budgets(request), context.show_progress)
     context.options["report"] = {"selective": plan.to_dict()}
     return plan.quantized(calibrated)
 
