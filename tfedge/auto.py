@@ -41,7 +41,8 @@ TOO_SLOW_FACTOR = 8.0
 def _configured(source, name: str, context, samples=None) -> bytes:
     """A plain mode's conversion (float I/O; calibrated modes on `samples`)."""
     converter = source.converter()
-    get_mode(name).configure(converter, replace(context, samples=samples, io_type="float32"))
+    context = replace(context, samples=samples, io_type="float32")  # run_converter sets its terminal
+    get_mode(name).configure(converter, context)
     return run_converter(converter, f"{Path(source.location).name} ({name})", context)
 
 
