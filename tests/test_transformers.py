@@ -123,6 +123,17 @@ def test_calibrate_uses_only_its_samples_not_the_held_out_half(tmp_path):
     assert recorded.MaxAsNumpy().tolist() == [0.5]
 
 
+def test_search_budget_note_when_the_verification_misses_what_the_search_met():
+    from tfedge.verify import search_budget_note
+
+    report = {"selective": {"budgets": {"min_cosine": 0.99}, "int8_ops": []}}
+    figures = {"cosine_min": 0.98861, "cosine_mean": 0.99319, "top1_agreement": None, "max_abs_error": 0.03}
+    note = search_budget_note(report, figures)
+    assert "0.9886 misses the budget 0.99" in note and "--calib" in note
+    assert search_budget_note(report, {**figures, "cosine_min": 0.995}) is None
+    assert search_budget_note(None, figures) is None and search_budget_note(report, None) is None
+
+
 class HarmfulLayerEvaluator:
     """Test double of selective.Evaluator: instead of measuring outputs, it says min cosine 0.5 whenever the
     FULLY_CONNECTED layer `harmful` runs int8 (int8 weights) and 1.0 otherwise. The quantization is real."""

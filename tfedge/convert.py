@@ -23,7 +23,7 @@ from .errors import BadInput
 from .modes import ConvertContext, get_mode, resolve_io_type
 from .sources import LoadOptions, SourceModel, load_source
 from .tfrt import quiet_native, tensorflow
-from .verify import enforce_budgets, verify
+from .verify import enforce_budgets, search_budget_note, verify
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,9 @@ def convert(request: ConvertRequest) -> dict:
             timings["verify_s"] = time.perf_counter() - mark
             if verification is not None:
                 enforce_budgets(verification, request.budgets)
+            search_note = search_budget_note(context.options.get("report"), verification)
+            if search_note:
+                source.notes.append(search_note)
             manifest = build_manifest(request, mode, io_type, source, model, preset, labels, samples,
                                       verification)
             if context.options.get("report"):

@@ -91,3 +91,15 @@ def enforce_budgets(figures: dict, budgets: dict) -> None:
     failures = check_budgets(figures, budgets)
     if failures:
         raise BudgetNotMet("; ".join(failures))
+
+
+def search_budget_note(report: dict | None, verification: dict | None) -> str | None:
+    """When a search mode (selective-int8, auto) met its budgets on its held-out half of the calibration data
+    but the verification samples miss them, one line that says so (`--min-cosine` etc. would refuse the model)."""
+    budgets = next((entry["budgets"] for entry in (report or {}).values() if entry.get("budgets")), None)
+    failures = check_budgets(verification, budgets) if budgets and verification else []
+    if not failures:
+        return None
+    return (f"the search met {budgets} on its held-out half of the calibration data, but on the verification "
+            f"samples {'; '.join(failures)}: give more --calib samples, or the budget as an option to enforce it")
+
