@@ -48,10 +48,10 @@ from .verify import check_budgets, compare_outputs
 
 log = logging.getLogger(__name__)
 
-# Not op kinds of the model: the runtime's delegate nodes and the quantizer's own conversions. Data-movement
+# Not op kinds of the model: the quantizer's own conversions. Data-movement
 # kinds (TRANSPOSE, SELECT_V2, ...) ARE searched: in MiniLM as traced without tfedge.rewrites, quantizing the
 # attention mask's SELECT_V2 (-1e9 logits) or the heads' TRANSPOSE alone collapsed it to cosine 0.29 (measured).
-SKIPPED_KINDS = {"DELEGATE", "QUANTIZE", "DEQUANTIZE"}
+SKIPPED_KINDS = {"QUANTIZE", "DEQUANTIZE"}
 DEFAULT_MIN_COSINE = 0.99
 # Kinds searched layer by layer when they stay float as a kind: the ones that carry the multiply-accumulates,
 # i.e. where int8 pays. Element-wise kinds (ADD, MUL, ...) are many, cheap and gain nothing per layer.
@@ -135,14 +135,10 @@ def layer_names(model_bytes: bytes, kinds) -> list:
 
 
 def op_kinds(model_bytes: bytes) -> dict:
-    """{op kind: count} of a TFLite model (read through the device runtime, without delegates)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.tflite"
-        path.write_bytes(model_bytes)
-        details = Model(path, threads=1).interpreter._get_ops_details()
+    """{op kind: count} of a TFLite model, read from the flatbuffer (tfedge.graph)."""
     counts: dict = {}
-    for op in details:
-        counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+    for op in graph_from_bytes(model_bytes).ops:
+        counts[op.name] = counts.get(op.name, 0) + 1
     return counts
 
 
@@ -216,8 +212,7 @@ def _search_layers(calibrated: bytes, evaluator: Evaluator, budgets: dict, plan:
                    show_progress: bool) -> None:
     """Step 4 (module docstring): layers of the float LAYER_KINDS, int8 one by one."""
     layers = layer_names(calibrated, [k for k in plan.float_ops if k in LAYER_KINDS])
-    refined = sorted({kind for kind, _ in layers})
-    float_ops = [k for k in plan.float_ops if k not in refined]
+    float_ops = [k for k in plan.float_ops if k not in LAYER_KINDS]
 
     def with_int8(names: set) -> bytes:
         return quantize(calibrated, float_ops, [name for _, name in layers if name not in names])
@@ -250,18 +245,17 @@ def keep_int8_that_pays(calibrated: bytes, plan: SelectivePlan, evaluator: Evalu
     # the kinds decided per layer first (the most compute): the others are then timed in the model as it will be
     kinds = sorted({row["op"] for row in plan.layer_sensitivity if row["layer"] in plan.int8_layers}) + \
         list(plan.int8_ops)
-    current = plan.quantized(calibrated)
+    current = evaluator.finalize(plan.quantized(calibrated))
     for kind in progress(kinds, len(kinds), "selective int8: timing int8 kinds", show_progress, unit="kind"):
         trial = _with_float(plan, kind)
         trial_bytes = trial.quantized(calibrated)
-        times = timer({"int8": evaluator.finalize(current), "float": evaluator.finalize(trial_bytes)}, sample,
-                      runs=PAYS_TIMED_RUNS)
+        times = timer({"int8": current, "float": evaluator.finalize(trial_bytes)}, sample, runs=PAYS_TIMED_RUNS)
         row = {"op": kind, "int8_ms": times["int8"], "float_ms": times["float"], "kept": "int8"}
         if times["float"] < times["int8"] * (1 - FLOAT_IF_FASTER_BY):
             figures = evaluator.figures(trial_bytes)
             if not check_budgets(figures, budgets):
                 trial.figures = figures
-                plan, current, row["kept"] = trial, trial_bytes, "float"
+                plan, current, row["kept"] = trial, evaluator.finalize(trial_bytes), "float"
         plan.timing.append(row)
         log.info("int8 %s: %.2f ms, float: %.2f ms -> %s", kind, times["int8"], times["float"], row["kept"])
     plan.seconds += time.perf_counter() - started
