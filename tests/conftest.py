@@ -102,5 +102,7 @@ def assert_clean_error(result: CliResult, exit_code: int, *words: str) -> None:
         assert word.lower() in result.stderr.lower(), (word, result)
 
 
-# Text-model fixtures (a tiny keras-hub BERT and its dynamic-range conversion), shared by the text tests.
+# Shared fixtures: the device-only venv (pip install ./device, nothing of the host, built once per session);
+# a tiny keras-hub BERT and its dynamic-range conversion for the text tests.
+from device_venv import device_only_venv  # noqa: F401
 from text_fixtures import tiny_bert, tiny_classifier, tiny_dynamic  # noqa: F401
