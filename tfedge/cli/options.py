@@ -34,7 +34,15 @@ input_shape_option = click.option(
 signature_option = click.option("--signature", help="SavedModel signature (default: serving_default).")
 weights_option = click.option("--weights", help="keras-app: weights file, or 'none' for random weights.")
 task_option = click.option("--task", help="hf: sources: sentence-embedding or sequence-classification.")
-seq_len_option = click.option("--seq-len", type=click.IntRange(2), help="hf: sources: sequence length (as converted).")
+
+
+def sequence_length_option(help_text: str, default: int | None = None):
+    """--seq-len: tokens per text input (hf: sources, text distillation)."""
+    return click.option("--seq-len", type=click.IntRange(2), default=default, show_default=default is not None,
+                        help=help_text)
+
+
+seq_len_option = sequence_length_option("hf: sources: sequence length (as converted).")
 num_labels_option = click.option("--num-labels", type=click.IntRange(2),
                                  help="hf: sequence-classification: classes of the head (default: config.json's "
                                       "id2label, else 2).")
