@@ -268,10 +268,12 @@ CASES = [
 def test_rule_table(name, tensors, options, status, words):
     verdict = _single(name, tensors, range(len(tensors) - 1), options)
     assert verdict["status"] == status, verdict
-    if words:
-        assert words in " ".join(verdict["reasons"]), verdict
-    if name == "RESIZE_BILINEAR":
-        assert verdict["caveats"], "the documented precision caveat must be reported"
+    if status == rules.MAPPED:
+        assert verdict["reasons"] == [], verdict  # nothing keeps it off the TPU
+    else:
+        assert words and words in " ".join(verdict["reasons"]), verdict  # the reason names the rule
+    # the documented precision caveat is reported for RESIZE_BILINEAR, and for no other case of the table
+    assert bool(verdict["caveats"]) == (name == "RESIZE_BILINEAR"), verdict
 
 
 def test_partition_leading_cpu_ops_do_not_end_the_tpu_subgraph():
