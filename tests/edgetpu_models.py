@@ -7,12 +7,18 @@ own builders — given I/O tensors, that one custom op — and `edgetpu_twin` gi
 (names, shapes, dtypes, quantization), as compiling that model fully would. They prove that tfedge recognises a
 structurally valid compiled model from its operator codes; they cannot run (nothing here implements the op).
 
+`NoOpDelegateDouble` is a TEST DOUBLE of libedgetpu's delegate for the `--edgetpu` success path, put in by
+`replace_delegate_loader` at ONE seam, `tfedge_device.runtime.load_edgetpu_delegate`: a real TfLiteDelegate
+struct (ctypes) whose Prepare claims no node. The real LiteRT interpreter accepts it, calls its Prepare and runs
+every op on the CPU, as libedgetpu does with a model that has no `edgetpu-custom-op`.
+
 `with_edgetpu_name_in_metadata` is the negative: a real CPU model that carries the bytes `edgetpu-custom-op`
 in a metadata entry and its buffer — a byte search would call it compiled; it is not.
 """
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 
 import flatbuffers
@@ -152,3 +158,47 @@ def with_edgetpu_name_in_metadata(cpu_model_bytes: bytes) -> bytes:
     entry.name, entry.buffer = EDGETPU_CUSTOM_OP, len(model.buffers) - 1
     model.metadata = [*(model.metadata or []), entry]
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+# -- the delegate double ---------------------------------------------------------------------------------
+_PREPARE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+
+
+class _TfLiteDelegate(ctypes.Structure):
+    """struct TfLiteDelegate of tflite/core/c/common.h, as in LiteRT 2.3 (and TF Lite since 2.13)."""
+
+    _fields_ = [("data_", ctypes.c_void_p), ("Prepare", _PREPARE), ("CopyFromBufferHandle", ctypes.c_void_p),
+                ("CopyToBufferHandle", ctypes.c_void_p), ("FreeBufferHandle", ctypes.c_void_p),
+                ("flags", ctypes.c_int64), ("opaque_delegate_builder", ctypes.c_void_p)]
+
+
+class NoOpDelegateDouble:
+    """TEST DOUBLE of libedgetpu's delegate (see the module docstring). `prepared` counts the interpreter's
+    calls of Prepare: proof that the interpreter really took the delegate."""
+
+    def __init__(self, device: str | None = None):
+        self.device = device
+        self.prepared = 0
+        self._prepare = _PREPARE(self._on_prepare)  # kept alive as long as the struct points at it
+        self._struct = _TfLiteDelegate(None, self._prepare, None, None, None, 0, None)
+
+    def _on_prepare(self, context, delegate) -> int:
+        self.prepared += 1
+        return 0  # kTfLiteOk, no node claimed
+
+    def _get_native_delegate_pointer(self) -> int:  # what LiteRT's Interpreter asks of a delegate
+        return ctypes.addressof(self._struct)
+
+
+def replace_delegate_loader(monkeypatch) -> list:
+    """Put NoOpDelegateDouble in at the seam; returns the list of doubles handed out, in order."""
+    from tfedge_device import runtime
+
+    handed_out = []
+
+    def load_edgetpu_delegate_double(runtime_, device=None):
+        handed_out.append(NoOpDelegateDouble(device))
+        return handed_out[-1]
+
+    monkeypatch.setattr(runtime, "load_edgetpu_delegate", load_edgetpu_delegate_double)
+    return handed_out

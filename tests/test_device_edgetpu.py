@@ -4,7 +4,7 @@ No edgetpu_compiler, libedgetpu or Coral can be installed here. Two stand-ins, e
 - compiled models are crafted as real TFLite flatbuffers with the `tflite` schema package (edgetpu_models.py):
   the shape edgetpu_compiler gives a fully mapped model. They prove detection and the messages, not that a
   compiled model runs on a Coral.
-- `NoOpDelegateDouble` is a TEST DOUBLE of libedgetpu's delegate, put in at ONE seam,
+- `NoOpDelegateDouble` (edgetpu_models.py) is a TEST DOUBLE of libedgetpu's delegate, put in at ONE seam,
   `tfedge_device.runtime.load_edgetpu_delegate`: a real TfLiteDelegate struct (ctypes) whose Prepare claims
   no node. The real LiteRT interpreter accepts it, calls its Prepare, and runs every op on the CPU — what
   libedgetpu does with a model that has no `edgetpu-custom-op` — so the code after a successful delegate load
@@ -13,7 +13,6 @@ No edgetpu_compiler, libedgetpu or Coral can be installed here. Two stand-ins, e
 
 from __future__ import annotations
 
-import ctypes
 import json
 import re
 from pathlib import Path
@@ -21,7 +20,12 @@ from pathlib import Path
 import pytest
 import tflite
 from conftest import assert_clean_error
-from edgetpu_models import edgetpu_shaped_model, edgetpu_twin, with_edgetpu_name_in_metadata
+from edgetpu_models import (
+    edgetpu_shaped_model,
+    edgetpu_twin,
+    replace_delegate_loader,
+    with_edgetpu_name_in_metadata,
+)
 
 
 @pytest.fixture(scope="module")
@@ -87,49 +91,11 @@ def test_runtime_unresolved_custom_op_becomes_the_edge_tpu_message(compiled, mon
 
 
 # -- the success path of --edgetpu, through the delegate double ---------------------------------------------
-_PREPARE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
-
-
-class _TfLiteDelegate(ctypes.Structure):
-    """struct TfLiteDelegate of tensorflow/lite/core/c/common.h (unchanged since TF 2.13)."""
-
-    _fields_ = [("data_", ctypes.c_void_p), ("Prepare", _PREPARE), ("CopyFromBufferHandle", ctypes.c_void_p),
-                ("CopyToBufferHandle", ctypes.c_void_p), ("FreeBufferHandle", ctypes.c_void_p),
-                ("flags", ctypes.c_int64), ("opaque_delegate_builder", ctypes.c_void_p)]
-
-
-class NoOpDelegateDouble:
-    """TEST DOUBLE of libedgetpu's delegate (see the module docstring). `prepared` counts the interpreter's
-    calls of Prepare: proof that the interpreter really took the delegate."""
-
-    def __init__(self, device: str | None = None):
-        self.device = device
-        self.prepared = 0
-        self._prepare = _PREPARE(self._on_prepare)  # kept alive as long as the struct points at it
-        self._struct = _TfLiteDelegate(None, self._prepare, None, None, None, 0, None)
-
-    def _on_prepare(self, context, delegate) -> int:
-        self.prepared += 1
-        return 0  # kTfLiteOk, no node claimed
-
-    def _get_native_delegate_pointer(self) -> int:  # what LiteRT's Interpreter asks of a delegate
-        return ctypes.addressof(self._struct)
-
-
 @pytest.fixture
 def delegate_double(monkeypatch) -> list:
     """Replace the one seam; returns the doubles handed out, in order."""
-    from tfedge_device import runtime
-
-    handed_out = []
-
-    def load_edgetpu_delegate_double(runtime_, device=None):
-        handed_out.append(NoOpDelegateDouble(device))
-        return handed_out[-1]
-
-    monkeypatch.setattr(runtime, "load_edgetpu_delegate", load_edgetpu_delegate_double)
     monkeypatch.setenv("TFEDGE_PROBE", "0")  # the CPU run below must not pay (or skip) a probe the other lacks
-    return handed_out
+    return replace_delegate_loader(monkeypatch)
 
 
 def run_cli(capsys, *args) -> tuple[int, str]:
