@@ -32,7 +32,7 @@ OK, WARN, FAIL, INFO = "ok", "warn", "fail", "info"
 ALWAYS, EDGETPU, NEVER = "always", "edgetpu", "never"  # when a failed check makes the device not ready
 
 MIN_PYTHON = (3, 10)  # device/setup.cfg python_requires
-SYSTEM_ROOT = Path("/")  # where the benchmark's governor check reads (a test may point it at a fake tree)
+SYSTEM_ROOT = Path("/")  # the default root of every read (a test may point it at a fake tree)
 GOVERNOR_GLOB = "sys/devices/system/cpu/cpu*/cpufreq/scaling_governor"
 # Coral USB Accelerator: Global Unichip's id until libedgetpu loads the firmware, then Google's
 # (coral.ai/docs/accelerator/get-started, libedgetpu's udev rules).
@@ -67,7 +67,7 @@ class Finding:
 class Probe:
     """What the checks read: `root` of the file system (tests: a fake tree) and whether the Edge TPU is asked."""
 
-    root: Path = Path("/")
+    root: Path = field(default_factory=lambda: SYSTEM_ROOT)
     edgetpu: bool = False
 
     def path(self, relative: str) -> Path:
@@ -119,8 +119,8 @@ def userland_finding(pointer_bits: int, platform_tag: str, architecture: str, ke
     detail = f"{arch}, {pointer_bits}-bit userland ({platform_tag}, {architecture}; kernel {kernel})"
     facts = {"userland": arch, "pointer_bits": pointer_bits, "platform": platform_tag,
              "architecture": architecture, "kernel": kernel}
-    if arch in ARM32:
-        return Finding(FAIL, detail, _NO_WHEELS_HINT, facts)
+    if arch in ARM32:  # a warning: a runtime built elsewhere may still import (the runtime check decides)
+        return Finding(WARN, detail, _NO_WHEELS_HINT, facts)
     if arch not in ("x86_64", "aarch64"):
         return Finding(WARN, detail, "LiteRT publishes wheels for x86_64 and aarch64 only", facts)
     return Finding(OK, detail, facts=facts)
@@ -134,13 +134,32 @@ def check_userland(probe: Probe) -> Finding:
                             platform.machine())
 
 
+def _import_failure(runtime) -> str | None:
+    """Why an installed runtime does not import (a wheel for another numpy, glibc or CPU), or None."""
+    import importlib
+
+    if runtime.version == "unknown":  # not installed: nothing to explain
+        return None
+    try:
+        importlib.import_module(runtime.module)
+    except ImportError as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        return f"{runtime.distribution} {runtime.version} is installed but does not import: {first}"
+    return None
+
+
 def check_runtime(probe: Probe) -> Finding:
     from .errors import TfedgeError
-    from .runtime import get_runtime
+    from .runtime import RUNTIMES, get_runtime
 
     try:
         runtime = get_runtime()
     except TfedgeError as err:
+        broken = [why for why in map(_import_failure, RUNTIMES) if why]
+        if broken:
+            return Finding(FAIL, f"{err.message}; {'; '.join(broken)}",
+                           "see the numpy line, or reinstall the runtime for this Python (pip install "
+                           "--force-reinstall ai-edge-litert)")
         return Finding(FAIL, err.message, err.hint)
     detail = f"{runtime.name} {runtime.version} ({runtime.distribution})"
     facts = {"runtime": runtime.name, "version": runtime.version}
@@ -179,7 +198,7 @@ def find_libedgetpu(probe: Probe) -> list[str]:
             path = probe.path(folder) / name
             if path.exists() and str(path.resolve()) not in found:
                 found.append(str(path.resolve()))
-    if not found and probe.root == Path("/"):
+    if not found and probe.root == Path("/"):  # the loader's cache describes the real root only
         import ctypes.util
 
         soname = ctypes.util.find_library("edgetpu")  # ldconfig's cache: any folder the loader searches
