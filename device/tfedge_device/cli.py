@@ -27,6 +27,7 @@ COMMANDS = {
     "doctor": "doctor",
     "embed": "embed",
     "info": "info",
+    "serve": "serve",
     "verify": "verify",
 }
 
@@ -37,6 +38,7 @@ SUMMARIES = {
     "doctor": "will inference (and the Edge TPU) work here: each check with a fix; exit 3 when not ready",
     "embed": "sentence embeddings with a text model",
     "info": "runtime in use, the model's inputs/outputs and quantization, its manifest",
+    "serve": "serve models over HTTP: TensorFlow Serving's REST API plus :classify and :embed",
     "verify": "check a bundle's checksums and that it runs here",
 }
 

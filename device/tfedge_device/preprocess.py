@@ -128,15 +128,18 @@ def _pil_warning_filters(image_module) -> None:
         warnings.filterwarnings("ignore", message="Palette images with Transparency", category=UserWarning)
 
 
-def load_image(path: str | Path, spec: ImageSpec) -> np.ndarray:
-    """Decode, convert colour, resize and normalise one image -> float32 [H, W, C]."""
+def load_image(path: str | Path | bytes, spec: ImageSpec) -> np.ndarray:
+    """Decode, convert colour, resize and normalise one image (a file, or its bytes) -> float32 [H, W, C]."""
+    import io
+
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
+    source = io.BytesIO(path) if isinstance(path, (bytes, bytearray)) else Path(path)
+    path = Path("the uploaded image") if isinstance(source, io.BytesIO) else source
     norm = get_preset(spec.preset)
     _pil_warning_filters(Image)
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise BadInput(
                     f"image {path.name} is {image.width}x{image.height}, larger than "
