@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import DIGITS, VENV_BIN, run_command
-
 from tfedge_device.model import Model
 
 
@@ -95,10 +94,12 @@ def test_status_and_metadata(server, digits_int8):
     status, _, meta = server.request("GET", "/v1/models/digits_int8/metadata")
     assert status == 200
     signature = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]
-    (name, tensor), = signature["inputs"].items()
+    (input_name, tensor), = signature["inputs"].items()
+    assert input_name == tensor["name"] == "image"  # the SignatureDef's name (the Keras Input's), not the tensor's
     assert [int(d["size"]) for d in tensor["tensor_shape"]["dim"]] == [1, 8, 8, 1]
     assert tensor["dtype"] == "DT_FLOAT" and tensor["tfedge_quantization"]["dtype"] == "int8"
-    (out_name, out), = signature["outputs"].items()
+    (output_name, out), = signature["outputs"].items()
+    assert output_name == out["name"] == "output_0"
     assert [int(d["size"]) for d in out["tensor_shape"]["dim"]] == [1, 10]
     assert meta["model_spec"]["version"] == version["version"]
 
@@ -267,10 +268,14 @@ def test_a_redeployed_bundle_swaps_in_without_dropping_requests(digits_int8, dig
         assert run_command("tfedge", "bundle", model, "-o", out).returncode == 0
         bundles.append(out)
     expected = [reference(digits_int8, x), reference(digits_float, x)]
+    import hashlib
+
+    hashes = [hashlib.sha256((bundle / "SHA256SUMS").read_bytes()).hexdigest()[:16] for bundle in bundles]
+    assert hashes[0] != hashes[1]
     live = tmp_path / "live.tfedge"
     shutil.copytree(bundles[0], live)
     served = Served(tmp_path, f"digits={live}", "--threads", "2", "--reload-interval", "0.05")
-    versions = set()
+    versions = [served.request("GET", "/v1/models/digits")[2]["model_version_status"][0]["version"]]
     answers, errors, stop = [], [], threading.Event()
     threads = _load(served, "digits", x, clients=8, per_client=100000, answers=answers, errors=errors, stop=stop)
     try:
@@ -282,15 +287,10 @@ def test_a_redeployed_bundle_swaps_in_without_dropping_requests(digits_int8, dig
             incoming.rename(live)
             shutil.rmtree(aside)
             deadline = time.monotonic() + 20
-            while True:
-                version = served.request("GET", "/v1/models/digits")[2]["model_version_status"][0]["version"]
-                if version not in versions:
-                    versions.add(version)
-                    break
-                if len(versions) == 2 and swap > 0:
-                    break
-                assert time.monotonic() < deadline, "the new bundle was not picked up"
-                time.sleep(0.05)
+            while versions[-1] != hashes[(swap + 1) % 2]:
+                assert time.monotonic() < deadline, f"swap {swap}: the new bundle was not picked up"
+                time.sleep(0.02)
+                versions.append(served.request("GET", "/v1/models/digits")[2]["model_version_status"][0]["version"])
             time.sleep(0.2)
     finally:
         stop.set()
@@ -298,7 +298,7 @@ def test_a_redeployed_bundle_swaps_in_without_dropping_requests(digits_int8, dig
             thread.join()
         assert served.stop() == 0
     assert errors == []
-    assert len(versions) == 2
+    assert versions[0] == hashes[0] and set(versions) == set(hashes)
     assert len(answers) > 100
     matched = [any(np.allclose(scores, ref[k], atol=1e-6) for ref in expected) for k, scores in answers]
     assert all(matched)
@@ -306,27 +306,6 @@ def test_a_redeployed_bundle_swaps_in_without_dropping_requests(digits_int8, dig
                  for k, scores in answers)
     assert from_b > 0  # the swapped-in bundle did answer
     assert "now serving version" in served.log.read_text()
-
-
-def test_sigterm_finishes_requests_in_flight(digits_int8, tmp_path, test_images):
-    x, _ = test_images
-    served = Served(tmp_path, digits_int8, "--threads", "2")
-    answers, errors, stop = [], [], threading.Event()
-    threads = _load(served, "digits_int8", x, clients=8, per_client=100000, answers=answers, errors=errors, stop=stop)
-    time.sleep(1.0)
-    before = len(answers)
-    served.proc.send_signal(signal.SIGTERM)
-    code = served.proc.wait(timeout=60)
-    stop.set()
-    for thread in threads:
-        thread.join()
-    assert code == 0
-    assert before > 0
-    # after SIGTERM a client sees an answer, a 503 "shutting down", or a closed connection: never a bad answer
-    for error in errors:
-        assert (isinstance(error, tuple) and error[0] == 503 and "shutting down" in error[1]["error"]) or \
-               isinstance(error, str), error
-    assert "finishing requests in flight" in served.log.read_text()
 
 
 @pytest.fixture(scope="module")
@@ -368,3 +347,53 @@ def test_a_full_queue_answers_503_and_never_hangs(slow_model, tmp_path):
     for status, headers, body in results:
         if status == 503:
             assert headers.get("Retry-After") == "1" and "--queue" in body["error"]
+
+
+def test_sigterm_finishes_requests_in_flight(slow_model, tmp_path):
+    """A slow request (a batch of 300 through a model of a few ms) is in flight when SIGTERM comes: it is
+    answered in full, new connections are refused, and the server exits 0."""
+    served = Served(tmp_path, slow_model, "--threads", "1")
+    batch = np.random.default_rng(0).random((300, 1024), dtype=np.float32)
+    expected = reference(slow_model, batch)
+    results, sent = [], threading.Event()
+    body = json.dumps({"instances": batch.tolist()})
+
+    def request():
+        connection = http.client.HTTPConnection("127.0.0.1", served.port, timeout=60)
+        connection.request("POST", "/v1/models/slow:predict", body, {"Content-Type": "application/json"})
+        sent.set()
+        response = connection.getresponse()
+        results.append((response.status, None, json.loads(response.read()), time.monotonic()))
+
+    inflight = threading.Thread(target=request)
+    inflight.start()
+    assert sent.wait(timeout=60)
+    time.sleep(0.2)
+    signalled = time.monotonic()
+    served.proc.send_signal(signal.SIGTERM)
+    inflight.join(timeout=60)
+    assert served.proc.wait(timeout=60) == 0
+    (status, _, body, answered), = results
+    assert answered > signalled  # it was in flight when the signal came
+    assert status == 200, body
+    np.testing.assert_allclose(np.asarray(body["predictions"]), expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(OSError):
+        served.request("GET", "/v1/models/slow")
+    log = served.log.read_text()
+    assert "finishing requests in flight" in log and "stopped" in log
+
+
+def test_worker_processes_share_the_port_and_stop_together(digits_int8, tmp_path, test_images):
+    x, _ = test_images
+    served = Served(tmp_path, digits_int8, "--workers", "2")
+    answers, errors = [], []
+    for thread in _load(served, "digits_int8", x, clients=8, per_client=20, answers=answers, errors=errors):
+        thread.join()
+    workers = subprocess.run(["pgrep", "-P", str(served.proc.pid)], capture_output=True, text=True, check=False)
+    assert len(workers.stdout.split()) == 2, workers
+    assert served.stop() == 0
+    assert errors == [] and len(answers) == 160
+    expected = reference(digits_int8, x)
+    for k, scores in answers:
+        np.testing.assert_allclose(scores, expected[k], atol=1e-6)
+    assert served.log.read_text().count("stopped (in-flight") == 2  # both workers drained

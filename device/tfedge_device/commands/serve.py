@@ -17,7 +17,10 @@ def add_arguments(parser) -> None:
                         help="Address to bind (default 127.0.0.1, loopback only; 0.0.0.0 for every interface).")
     parser.add_argument("--port", type=int, default=8501, help="Port (default 8501, TF Serving's REST port; 0: any).")
     parser.add_argument("--threads", type=positive, default=1,
-                        help="Interpreters per model, each used by one request at a time (default 1).")
+                        help="Interpreters per model and process, each used by one request at a time (default 1).")
+    parser.add_argument("--workers", type=positive, default=1,
+                        help="Server processes sharing the port (default 1); small models scale over cores with "
+                             "processes (request handling holds Python's GIL).")
     parser.add_argument("--max-body", type=positive, default=16 * 1024 * 1024, metavar="BYTES",
                         help="Largest request body accepted (default 16 MiB; larger: 413).")
     parser.add_argument("--queue", type=positive, default=64,
@@ -66,7 +69,11 @@ def run(args) -> int:
     if not address.is_loopback:
         log.warning("tfedge-run serve: listening on %s, reachable from other machines%s", args.host,
                     "" if token else "; anyone who can reach it can use it (--token-file to require a token)")
-    models = {name: ServedModel(name, path, args.threads) for name, path in parse_model_args(args.models)}
+    pairs = parse_model_args(args.models)
+
+    def load_models():
+        return {name: ServedModel(name, path, args.threads) for name, path in pairs}
+
     limits = Limits(args.max_body, args.queue, args.timeout, token)
 
     def ready(port: int) -> None:
@@ -77,4 +84,4 @@ def run(args) -> int:
 
             os.replace(args.port_file + ".tmp", args.port_file)
 
-    return serve(models, args.host, args.port, limits, args.reload_interval, ready)
+    return serve(load_models, args.host, args.port, limits, args.reload_interval, args.workers, ready)

@@ -24,6 +24,7 @@ import json
 import logging
 import queue
 import re
+import socket
 import threading
 import time
 from http import HTTPStatus
@@ -53,6 +54,7 @@ class Server(ThreadingHTTPServer):
     daemon_threads = False  # server_close() joins the request threads: in-flight requests finish
     block_on_close = True
     allow_reuse_address = True
+    request_queue_size = 128  # listen backlog (socketserver's default, 5, drops connects under load: 1 s retries)
 
     def __init__(self, address, models: dict[str, ServedModel], limits: Limits):
         self.models, self.limits = models, limits
@@ -72,6 +74,12 @@ class Handler(BaseHTTPRequestHandler):
     server: Server
 
     # -- plumbing -----------------------------------------------------------------------------------------------
+    def setup(self):
+        super().setup()
+        # headers and body go out as two writes: without TCP_NODELAY, Nagle holds the body until the client's
+        # delayed ACK (~40 ms per request on Linux)
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, format, *args):
         log.debug("%s %s", self.address_string(), format % args)
 
@@ -83,8 +91,11 @@ class Handler(BaseHTTPRequestHandler):
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         if self.server.draining:
-            self.send_header("Connection", "close")
             self.close_connection = True
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        elif self.request_version == "HTTP/1.0":  # an HTTP/1.0 client that asked for keep-alive (ab -k)
+            self.send_header("Connection", "keep-alive")
         self.end_headers()
         self.wfile.write(data)
 
@@ -268,15 +279,83 @@ def embed(worker, version, body: bytes, content_type: str) -> dict:
 VERBS = {"predict": predict, "classify": classify, "embed": embed}
 
 
-def serve(models: dict[str, ServedModel], host: str, port: int, limits: Limits, reload_interval: float,
+def serve(load_models, host: str, port: int, limits: Limits, reload_interval: float, workers: int = 1,
           ready=None) -> int:
-    """Serve until SIGTERM/SIGINT; watch the models' paths for swaps. Returns the exit code."""
-    import signal
+    """Serve until SIGTERM/SIGINT, watching the models' paths for swaps. `load_models()` -> {name: ServedModel}
+    is called once to check them before binding, then in each worker process when `workers` > 1 (the
+    listening socket is shared: the kernel spreads connections; request handling in Python holds the GIL, so
+    small models scale over cores with processes, not threads). Returns the exit code."""
+    import os
 
+    models = load_models()  # a model that does not load is exit 2 before anything listens
     try:
         server = Server((host, port), models, limits)
     except OSError as err:
         raise BadInput(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+    bound_host, bound_port = server.server_address[:2]
+    log.warning("tfedge-run serve: http://%s:%d/v1/models/{%s} (%s; %d worker process%s x %d interpreter%s)",
+                bound_host, bound_port, ",".join(sorted(models)),
+                ", ".join(f"{n} {m.current.version}" for n, m in models.items()),
+                workers, "es" if workers > 1 else "", models and next(iter(models.values())).workers,
+                "s" if next(iter(models.values())).workers > 1 else "")
+    if workers == 1:
+        if ready is not None:
+            ready(bound_port)
+        return _run(server, models, reload_interval)
+    del models
+    server.models = {}
+    children = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # a worker: its own interpreters, its own watch, the shared socket
+            code = 1
+            try:
+                server.models = load_models()
+                code = _run(server, server.models, reload_interval)
+            except BaseException:
+                log.exception("tfedge-run serve: worker %d failed", os.getpid())
+            finally:
+                os._exit(code)
+        children.append(pid)
+    return _supervise(server, children, ready, bound_port)
+
+
+def _supervise(server: Server, children: list[int], ready, port: int) -> int:
+    """The parent of worker processes: passes SIGTERM/SIGINT on, waits for every worker, exits 0 when all did."""
+    import os
+    import signal
+
+    alive = set(children)
+
+    def forward(signum, frame):
+        log.warning("tfedge-run serve: %s: workers finish requests in flight, then exit", signal.Signals(signum).name)
+        for pid in alive:
+            os.kill(pid, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    if ready is not None:
+        ready(port)
+    failed = 0
+    try:
+        while alive:
+            pid, status = os.waitpid(-1, 0)
+            alive.discard(pid)
+            code = os.waitstatus_to_exitcode(status)
+            if code != 0:
+                failed += 1
+                log.warning("tfedge-run serve: worker %d ended with %d; %d left", pid, code, len(alive))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.socket.close()
+    log.warning("tfedge-run serve: stopped")
+    return 0 if not failed else 1
+
+
+def _run(server: Server, models: dict[str, ServedModel], reload_interval: float) -> int:
+    """One process serving until a signal: the watch thread reloads swapped bundles."""
+    import signal
+
     stop = threading.Event()
 
     def on_signal(signum, frame):
@@ -292,13 +371,7 @@ def serve(models: dict[str, ServedModel], host: str, port: int, limits: Limits, 
             for served in models.values():
                 served.reload_if_changed()
 
-    watcher = threading.Thread(target=watch, name="tfedge-serve-watch", daemon=True)
-    watcher.start()
-    bound_host, bound_port = server.server_address[:2]
-    log.warning("tfedge-run serve: http://%s:%d/v1/models/{%s} (%s)", bound_host, bound_port,
-                ",".join(sorted(models)), ", ".join(f"{n} {m.current.version}" for n, m in models.items()))
-    if ready is not None:
-        ready(bound_port)
+    threading.Thread(target=watch, name="tfedge-serve-watch", daemon=True).start()
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
@@ -310,4 +383,3 @@ def serve(models: dict[str, ServedModel], host: str, port: int, limits: Limits, 
         log.warning("tfedge-run serve: stopped (in-flight requests finished in %.2f s)",
                     time.perf_counter() - started)
     return 0
-
