@@ -172,7 +172,7 @@ def fit_image(image, spec: ImageSpec):
     # Ultralytics' LetterBox (center=True): r = min(H/h, W/w); new size rounded; pads split with a
     # +-0.1 rounding bias; boxes map back with the same r and the left/top pads (ops.scale_boxes).
     scale = min(spec.height / height, spec.width / width)
-    new_w, new_h = int(round(width * scale)), int(round(height * scale))
+    new_w, new_h = max(1, int(round(width * scale))), max(1, int(round(height * scale)))  # a 1000x3 strip
     left = int(round((spec.width - new_w) / 2 - 0.1))
     top = int(round((spec.height - new_h) / 2 - 0.1))
     if (new_w, new_h) != image.size:
