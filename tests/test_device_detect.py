@@ -265,7 +265,7 @@ def reference(kind, outputs, image_size, input_size, fit, threshold=0.4, iou=0.4
     elif kind == "e2e":
         for x1, y1, x2, y2, score, cls in outputs[0][0]:
             if score >= threshold:
-                found.append((int(round(cls)), score, [x1 * input_size[1], y1 * input_size[0],
+                found.append((round(cls), score, [x1 * input_size[1], y1 * input_size[0],
                                                        x2 * input_size[1], y2 * input_size[0]]))
     return [(c, s, to_original(b, image_size, input_size, fit)) for c, s, b in
             sorted(found, key=lambda f: -f[1])]

@@ -17,8 +17,8 @@ Every decoder returns Candidates in input pixels; detect.py maps them to the ori
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
