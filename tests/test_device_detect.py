@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import assert_clean_error
+from conftest import ROOT, assert_clean_error
 
 PIXEL_TOLERANCE = 1.0  # boxes within one pixel of the reference decode (issue 18)
 IMAGE_SIZES = ((150, 70), (45, 120))  # (width, height): wider and taller than every model input below
@@ -179,8 +179,9 @@ def images(tmp_path_factory):
 
 
 # -- the reference decode (independent of tfedge_device) --------------------------------------------------
-def raw_outputs(path, image_path, fit, size) -> list:
-    """Run the model with LiteRT directly on the image (fitted by `fit`), outputs dequantized by hand."""
+def raw_outputs(path, image_path, fit, size, signed_unit=False) -> list:
+    """Run the model with LiteRT directly on the image (fitted by `fit`, pixels to [0, 1], or [-1, 1] when
+    signed_unit), outputs dequantized by hand."""
     from ai_edge_litert.interpreter import Interpreter
     from PIL import Image
 
@@ -199,6 +200,7 @@ def raw_outputs(path, image_path, fit, size) -> list:
                      (round((width - new[0]) / 2 - 0.1), round((height - new[1]) / 2 - 0.1)))
         image = canvas
     x = np.asarray(image, np.float32)[None] / 255.0
+    x = x * 2 - 1 if signed_unit else x
     scale, zero = detail["quantization"]
     if scale:
         x = np.clip(np.round(x / scale + zero), -128 if detail["dtype"] == np.int8 else 0,
@@ -359,6 +361,60 @@ def test_manifest_fit_and_box_units_are_followed(models, images, tmp_path):
     assert_same([o.to_dict() for o in result.objects], expected)
     assert max(o.box.xmax for o in result.objects) < 2  # normalised values taken as pixels: tiny boxes
     assert [o.label for o in result.objects][:2] == ["cat", "dog"]
+
+
+# -- a real third-party detector on a real photo ---------------------------------------------------------
+MEDIAPIPE_FACE = ROOT / ".cache" / "thirdparty" / "mediapipe" / "face_detection_short_range.tflite"
+# The astronaut's face in skimage.data.astronaut() (512 x 512), annotated by eye: hairline to chin, ear to ear.
+ASTRONAUT_FACE = (178, 78, 275, 180)
+
+
+def blazeface_anchors() -> list:
+    """MediaPipe's SsdAnchorsCalculator for face_detection_short_range.pbtxt, restated as loops: 128 x 128,
+    strides 8, 16, 16, 16, 2 anchors per layer (aspect 1 and the interpolated scale), fixed size, offset 0.5;
+    layers of the same stride share their cells."""
+    strides, anchors, layer = [8, 16, 16, 16], [], 0
+    while layer < len(strides):
+        last = layer
+        while last < len(strides) and strides[last] == strides[layer]:
+            last += 1
+        cells = math.ceil(128 / strides[layer])
+        for y in range(cells):
+            for x in range(cells):
+                for _ in range(2 * (last - layer)):
+                    anchors.append(((x + 0.5) / cells, (y + 0.5) / cells))
+        layer = last
+    return anchors
+
+
+@pytest.fixture(scope="module")
+def astronaut(tmp_path_factory):
+    from PIL import Image
+    from skimage import data
+
+    path = tmp_path_factory.mktemp("photos") / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(path)
+    return path
+
+
+def test_mediapipe_face_detector_finds_the_astronauts_face(astronaut, tfedge_run):
+    if not MEDIAPIPE_FACE.exists():
+        pytest.skip(f"{MEDIAPIPE_FACE} is fetched by tools/setup (models/thirdparty.json)")
+    data = detect_json(tfedge_run, MEDIAPIPE_FACE, astronaut, "-t", "0.5")
+    assert data["layout"]["layout"] == "mediapipe-ssd"
+    assert data["preprocess"]["preset"] == "mobilenet" and data["preprocess"]["fit"] == "letterbox"
+    raw, logits = raw_outputs(MEDIAPIPE_FACE, astronaut, "letterbox", (128, 128), signed_unit=True)
+    boxes, scores = [], []
+    for (ax, ay), row, logit in zip(blazeface_anchors(), raw[0], logits[0, :, 0]):
+        score = 1 / (1 + math.exp(-min(max(logit, -100), 100)))
+        if score >= 0.5:
+            cx, cy = ax * 128 + row[0], ay * 128 + row[1]  # x first (reverse_output_order), input pixels
+            boxes.append([cx - row[2] / 2, cy - row[3] / 2, cx + row[2] / 2, cy + row[3] / 2])
+            scores.append(score)
+    expected = [(0, scores[i], to_original(boxes[i], (512, 512), (128, 128), "letterbox"))
+                for i in loop_nms(boxes, scores, [0] * len(boxes), 0.45)]
+    assert_same(data["results"][0]["objects"], expected)
+    assert len(expected) == 1 and loop_iou(data["results"][0]["objects"][0]["box"], ASTRONAUT_FACE) > 0.7
 
 
 # -- labels, drawing, the pycoral output ----------------------------------------------------------------
