@@ -417,6 +417,20 @@ def test_mediapipe_face_detector_finds_the_astronauts_face(astronaut, tfedge_run
     assert len(expected) == 1 and loop_iou(data["results"][0]["objects"][0]["box"], ASTRONAUT_FACE) > 0.7
 
 
+def test_detect_pixels_equals_detect_on_the_file(models, images):
+    """An image held in memory (the host's evaluation path) gives the file's objects; a float array is refused."""
+    from PIL import Image
+    from tfedge_device.detect import Detector
+    from tfedge_device.errors import BadInput
+
+    detector = Detector(models["e2e"])
+    from_file = detector.detect(images[1]).objects
+    in_memory = detector.detect_pixels(np.asarray(Image.open(images[1]).convert("RGB"))).objects
+    assert len(from_file) == 2 and in_memory == from_file
+    with pytest.raises(BadInput, match="uint8"):
+        detector.detect_pixels(np.zeros((20, 30, 3), np.float32))
+
+
 # -- labels, drawing, the pycoral output ----------------------------------------------------------------
 def test_coco_style_labels_with_gaps_and_pycoral_text_output(models, images, tfedge_run, tmp_path):
     labels = tmp_path / "labels.txt"

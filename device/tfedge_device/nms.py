@@ -35,12 +35,24 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _iou(*np.asarray(a, np.float32).T, *np.asarray(b, np.float32).T)
 
 
-def _iou(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2) -> np.ndarray:
+def _intersection_union(ax1, ay1, ax2, ay2, bx1, by1, bx2, by2) -> tuple[np.ndarray, np.ndarray]:
     width = np.minimum(ax2, bx2) - np.maximum(ax1, bx1)
     height = np.minimum(ay2, by2) - np.maximum(ay1, by1)
-    inter = np.clip(width, 0, None) * np.clip(height, 0, None)
-    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
+    np.maximum(width, 0, out=width)
+    np.maximum(height, 0, out=height)
+    inter = width * height
+    return inter, (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
+
+
+def _iou(*corners) -> np.ndarray:
+    inter, union = _intersection_union(*corners)
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def _overlaps(*corners, iou_threshold: float) -> np.ndarray:
+    """IoU > iou_threshold, without the division (inter > t * union; an empty union has no intersection)."""
+    inter, union = _intersection_union(*corners)
+    return inter > iou_threshold * union
 
 
 def _sweep(boxes: np.ndarray, iou_threshold: float):
@@ -75,7 +87,8 @@ def _pairs(sweep, iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
             overlap -= np.maximum(top_a, top_b)
             near = overlap > iou_threshold * np.maximum(high_a, high_b)
             first, second = first[near], second[near]
-            hit = _iou(*(np.take(c, first) for c in columns), *(np.take(c, second) for c in columns)) > iou_threshold
+            hit = _overlaps(*(np.take(c, first) for c in columns), *(np.take(c, second) for c in columns),
+                            iou_threshold=iou_threshold)
             firsts.append(np.take(order, first[hit]))
             seconds.append(np.take(order, second[hit]))
         start = stop
@@ -101,8 +114,8 @@ def _greedy_prefix(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float):
                 break
             best, rest = left[0], left[1:]
             kept.append(best)
-            iou = _iou(*(np.full(len(rest), c[best]) for c in columns), *(np.take(c, rest) for c in columns))
-            left = rest[iou <= iou_threshold]
+            left = rest[~_overlaps(*(c[best] for c in columns), *(np.take(c, rest) for c in columns),
+                                   iou_threshold=iou_threshold)]
         sweep = _sweep(boxes[left], iou_threshold)
         if not len(left) or int(sweep[3][-1]) <= _pair_budget(len(left)):
             return np.array(kept, np.intp), left, sweep
