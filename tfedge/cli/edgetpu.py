@@ -102,6 +102,7 @@ def print_report(r: dict) -> None:
         ops = sorted({op["op"] for op in r["ops"] if caveat in op["caveats"]})
         echo(f"caveat ({', '.join(ops)}): {caveat}")
     if "agrees_with_prediction" in r:
-        p = r["prediction"]
-        echo(f"pre-check predicted {p['ops_on_tpu']} of {p['ops_total']} ops on the TPU: "
-             + ("agrees" if r["agrees_with_prediction"] else "differs from the compiler (the compiler is right)"))
+        p, agrees = r["prediction"], r["agrees_with_prediction"]
+        verdict = ("the compiler printed no operation table or counts to compare" if agrees is None else
+                   "agrees" if agrees else "differs from the compiler (the compiler is right)")
+        echo(f"pre-check predicted {p['ops_on_tpu']} of {p['ops_total']} ops on the TPU: {verdict}")

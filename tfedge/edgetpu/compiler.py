@@ -36,7 +36,7 @@ from tfedge_device.model import needs_edgetpu, read_model_bytes
 
 from ..errors import BadInput, EnvironmentMissing
 from .check import OpVerdict, check, cpu_op_counts, summarize
-from .rules import COMPILER_VERSIONS, DEFAULT_COMPILER
+from .rules import COMPILER_VERSIONS, DEFAULT_COMPILER, EDGETPU_CUSTOM_OP
 
 COMPILER = "edgetpu_compiler"
 INSTALL_HINT = ("it runs on x86-64 Debian/Ubuntu only: add Coral's apt repository (packages.cloud.google.com/apt "
@@ -240,12 +240,36 @@ def compile_model(model: str | Path, out_dir: str | Path | None = None, num_segm
         report.update(ops_total=total, ops_on_tpu=on_tpu, ops_on_cpu=total - on_tpu, fully_mapped=on_tpu == total,
                       share_ops_on_tpu=round(on_tpu / total, 4) if total else 0.0)
     major = compiler_major(summary.get("compiler_version"))
-    prediction = check(model, major if major in COMPILER_VERSIONS else DEFAULT_COMPILER)
+    return with_prediction(report, check(model, major if major in COMPILER_VERSIONS else DEFAULT_COMPILER),
+                           placement_known=bool(rows) or "ops_total" in summary)
+
+
+def with_prediction(report: dict, prediction: dict, placement_known: bool = True) -> dict:
+    """The compiler's report with the pre-check's prediction beside it and whether they agree: the same ops (by
+    name and count) on the CPU. None when the compiler's output said nothing about placement."""
     report["prediction"] = {k: prediction[k] for k in ("fully_mapped", "tpu_subgraphs", "ops_on_tpu", "ops_total",
                                                         "share_ops_on_tpu", "share_macs_on_tpu", "compiler_version",
                                                         "ops_uncertain")}
-    # Agreement: the same ops (by name and count) on the CPU; without the table, the same counts.
-    same_cpu_ops = cpu_op_counts(report) == cpu_op_counts(prediction) if rows else True
+    report["prediction"]["cpu_ops"] = cpu_op_counts(prediction)
+    same_cpu_ops = cpu_op_counts(report) == cpu_op_counts(prediction) if report["ops"] else True
     report["agrees_with_prediction"] = (same_cpu_ops and report["ops_on_tpu"] == prediction["ops_on_tpu"]
-                                        and report["tpu_subgraphs"] == prediction["tpu_subgraphs"])
+                                        and report["tpu_subgraphs"] == prediction["tpu_subgraphs"]
+                                        if placement_known else None)
     return report
+
+
+def cpu_ops_from_log(text: str) -> dict:
+    """{op: count} the compiler's operation log (or stdout table) puts on the CPU."""
+    rows = parse_operation_table(text)
+    return cpu_op_counts({"ops": [row.to_dict() for row in rows]})
+
+
+def cpu_ops_from_compiled(path: str | Path) -> dict:
+    """{op: count} left outside `edgetpu-custom-op` in a compiled `*_edgetpu.tflite`: the ops on the CPU."""
+    from ..graph import read_graph
+
+    counts = {}
+    for op in read_graph(path).ops:
+        if op.name != EDGETPU_CUSTOM_OP:
+            counts[op.name] = counts.get(op.name, 0) + 1
+    return counts
