@@ -237,20 +237,27 @@ def _failures(names, table, op, tensor, version) -> list:
     return failed
 
 
+def log_name(op) -> str:
+    """The op's name as the compiler's log prints it: CUSTOM for a custom op (its code is in the reasons;
+    tensorflow/models#10695, an SSD's TFLite_Detection_PostProcess), except the Edge TPU's own."""
+    return "CUSTOM" if op.is_custom and op.name != rules.EDGETPU_CUSTOM_OP else op.name
+
+
 def judge_op(op, tensors, version: int = rules.DEFAULT_COMPILER) -> OpVerdict:
     """The status of one op on its own (before the one-subgraph rule), for compiler major `version`."""
     def tensor(i):
         return tensors[i]
 
-    verdict = OpVerdict(op.index, op.name, op.version, rules.MAPPED, macs=op.macs)
+    verdict = OpVerdict(op.index, log_name(op), op.version, rules.MAPPED, macs=op.macs)
     if op.name == rules.EDGETPU_CUSTOM_OP:
         verdict.reasons.append("already compiled: this op is the Edge TPU segment")
         return verdict
-    rule = rules.OP_RULES.get(op.name)
+    rule = None if op.is_custom else rules.OP_RULES.get(op.name)
     if rule is None or version not in rule.versions:
         dtype = _failures(["8bit_tensors"], rules.TENSOR_REQUIREMENTS, op, tensor, version)
         verdict.status = dtype[0][0] if dtype else rules.NOT_SUPPORTED
-        missing = (f"{op.name} is not in the Edge TPU's supported operations [{rules.OPS}]" if rule is None else
+        what = f"custom op {op.name}" if op.is_custom else op.name
+        missing = (f"{what} is not in the Edge TPU's supported operations [{rules.OPS}]" if rule is None else
                    f"{op.name} is mapped only by compiler {'/'.join(map(str, rule.versions))} [{rule.source}]")
         verdict.reasons = [r for _, r in dtype] or [missing]
         return verdict

@@ -265,11 +265,14 @@ def cpu_ops_from_log(text: str) -> dict:
 
 
 def cpu_ops_from_compiled(path: str | Path) -> dict:
-    """{op: count} left outside `edgetpu-custom-op` in a compiled `*_edgetpu.tflite`: the ops on the CPU."""
+    """{op: count} left outside `edgetpu-custom-op` in a compiled `*_edgetpu.tflite`: the ops on the CPU (named
+    as the compiler's log names them)."""
     from ..graph import read_graph
+
+    from .check import log_name
 
     counts = {}
     for op in read_graph(path).ops:
         if op.name != EDGETPU_CUSTOM_OP:
-            counts[op.name] = counts.get(op.name, 0) + 1
+            counts[log_name(op)] = counts.get(log_name(op), 0) + 1
     return counts
