@@ -33,7 +33,7 @@ def fake_edgetpu(digits_int8, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def bundled(digits_int8, digits_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bundled") / "digits.tfedge"
-    from tfedge.bundle import BundleRequest, bundle
+    from tfedge.ship.bundle import BundleRequest, bundle
 
     bundle(BundleRequest(models=[digits_int8], output=out, sample=digits_dir / "images" / "digit_3.png"))
     return out

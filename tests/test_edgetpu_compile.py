@@ -156,7 +156,7 @@ def edgetpu_model(tmp_path, session_dir, digits_dir):
     source = session_dir / "compile_source" / "digits_edgetpu.tflite"  # with labels (test_edgetpu_check's has none)
     if not source.exists():
         source.parent.mkdir(exist_ok=True)
-        from tfedge.convert import ConvertRequest, convert
+        from tfedge.convert.pipeline import ConvertRequest, convert
 
         convert(ConvertRequest(source=str(digits_dir / "digits.keras"), output=source, mode="edgetpu",
                                calib=str(digits_dir / "calib"), labels=digits_dir / "labels.txt",

@@ -11,7 +11,7 @@ from conftest import DIGITS, assert_clean_error
 
 @pytest.fixture(scope="session")
 def digits_dynamic(session_dir):
-    from tfedge.convert import ConvertRequest, convert
+    from tfedge.convert.pipeline import ConvertRequest, convert
 
     out = session_dir / "digits_dynamic.tflite"
     convert(ConvertRequest(source=str(DIGITS / "digits.keras"), output=out, mode="dynamic",

@@ -100,7 +100,7 @@ def rgb_model(session_dir) -> Path:
     """A tiny RGB classifier (8x8x3 -> 3 classes), converted float32 with its manifest."""
     import keras
 
-    from tfedge.convert import ConvertRequest, convert
+    from tfedge.convert.pipeline import ConvertRequest, convert
 
     out = session_dir / "rgb_tiny.tflite"
     if not out.exists():

@@ -8,14 +8,13 @@ preprocessing); quantized tensors are quantized/dequantized here with the tensor
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import BadInput, EnvironmentMissing
-from .guard import TFLITE_MAGIC, check_structure, probe  # noqa: F401 - TFLITE_MAGIC re-exported
+from .guard import TFLITE_MAGIC, probe, read_model_bytes  # noqa: F401 - re-exported
 from .quiet import quiet_native
 from .runtime import EDGETPU_INSTALL_HINT, Runtime, get_runtime, load_edgetpu_delegate
 
@@ -86,20 +85,6 @@ def dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
     if not spec.quantized:
         return np.asarray(values).astype(np.float32, copy=False)
     return (values.astype(np.float32) - spec.zero_point) * np.float32(spec.scale)
-
-
-def read_model_bytes(path: str | os.PathLike) -> bytes:
-    """Read a .tflite file, refusing what is not one or is damaged before the native runtime sees it
-    (guard.check_structure: identifier, offsets, indices and sizes)."""
-    path = Path(path)
-    if path.is_dir():
-        raise BadInput(f"model path is a directory, not a .tflite file: {path}")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise BadInput(f"model file not found: {path}") from None
-    check_structure(data, str(path))
-    return data
 
 
 def needs_edgetpu(model_bytes: bytes) -> bool:

@@ -1,7 +1,7 @@
 """`tfedge edgetpu check`: predict, without the compiler, which ops the Edge TPU Compiler maps to the TPU.
 
 Applies rules.py (Coral's documented rules, relaxed where the real compiler showed otherwise, per compiler
-version) to the model read by tfedge.graph: each op is judged on its own (judge_op), then partition.py places
+version) to the model read by tfedge.analysis.graph: each op is judged on its own (judge_op), then partition.py places
 the ops along the dataflow as the compiler does (one Edge TPU subgraph; what depends on a CPU op that follows
 it is cut). Whole-model refusals (op versions the compiler's TFLite does not know, an unquantized model) are
 predicted with the compiler's own message. Size limits the evidence does not pin down give "uncertain".
@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import graph as graph_module
+from ..analysis import graph as graph_module
 from ..errors import BadInput
 from . import limits, rules
 from .partition import partition
@@ -325,7 +325,7 @@ def cpu_op_counts(report: dict) -> dict:
 
 
 def check_graph(model, compiler_version: int = rules.DEFAULT_COMPILER) -> dict:
-    """Predict edgetpu_compiler `compiler_version`'s (16 or 15) mapping for a parsed graph (tfedge.graph.Graph)."""
+    """Predict edgetpu_compiler `compiler_version`'s (16 or 15) mapping for a parsed graph (tfedge.analysis.graph.Graph)."""
     if compiler_version not in rules.COMPILER_VERSIONS:
         raise BadInput(f"--compiler-version {compiler_version}: the rules describe compiler "
                        f"{' and '.join(map(str, rules.COMPILER_VERSIONS))}")

@@ -267,7 +267,7 @@ def cpu_ops_from_log(text: str) -> dict:
 def cpu_ops_from_compiled(path: str | Path) -> dict:
     """{op: count} left outside `edgetpu-custom-op` in a compiled `*_edgetpu.tflite`: the ops on the CPU (named
     as the compiler's log names them)."""
-    from ..graph import read_graph
+    from ..analysis.graph import read_graph
 
     from .check import log_name
 
