@@ -390,11 +390,7 @@ def test_uncertain_op_makes_its_dependents_uncertain_and_is_counted_apart():
     (16, "EXP", 2, True), (15, "REVERSE_V2", 3, True), (16, "REVERSE_V2", 3, False)])
 def test_unknown_op_version_refuses_the_whole_model(compiler, op, version, refused):
     tensors = [_t(0, ACT), _t(1, ACT), _t(2, ACT)]
-    graph = _graph([("RELU", (0,), (1,), {}), (op, (1,), (2,), {})], tensors)
-    graph = Graph(graph.path, (Subgraph(0, "main", graph.main.tensors,
-                                        (graph.main.ops[0], Op(1, 0, op, version, (1,), (2,), {})), (0,), (2,)),),
-                  {}, "", 3)
-    report = check_graph(graph, compiler)
+    report = check_graph(_graph([("RELU", (0,), (1,), {}), (op, (1,), (2,), {})], tensors, version), compiler)
     if refused:
         assert report["refusal"]["message"] == f"Didn't find op for builtin opcode '{op}' version '{version}'"
         assert report["ops_on_tpu"] == 0 and report["tpu_subgraphs"] == 0
@@ -409,3 +405,16 @@ def test_cli_compiler_version_option(tfedge, leaky_edgetpu):
     assert json.loads(result.stdout)["compiler_version"] == 15
     assert_clean_error(tfedge("edgetpu", "check", leaky_edgetpu, "--compiler-version", "14"), 2,
                        "--compiler-version", "14")
+
+
+def test_human_report_shows_uncertain_and_refusal(capsys):
+    from tfedge.cli.edgetpu import print_report
+
+    big = (1, 40, 40, 144)
+    tensors = [_t(0, big), _t(1, (4,), "int32", True, (0, 3, 1, 2)), _t(2, (1, 144, 40, 40))]
+    print_report(check_graph(_graph([("TRANSPOSE", (0, 1), (2,), {})], tensors)))
+    out = capsys.readouterr().out
+    assert "TPU?" in out and "placement certain / uncertain  0 / 1 ops" in out
+    print_report(check_graph(_graph([("EXP", (0,), (2,), {})], tensors, version=2)))  # EXP v2: unknown to 16
+    out = capsys.readouterr().out
+    assert "the compiler refuses this model: Didn't find op for builtin opcode 'EXP' version '2'" in out
