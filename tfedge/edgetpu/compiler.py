@@ -35,7 +35,7 @@ from tfedge_device.manifest import read_manifest, write_manifest
 from tfedge_device.model import needs_edgetpu, read_model_bytes
 
 from ..errors import BadInput, EnvironmentMissing
-from .check import OpVerdict, check, cpu_op_counts, summarize
+from .check import OpVerdict, check, cpu_op_counts, log_name, summarize
 from .rules import COMPILER_VERSIONS, DEFAULT_COMPILER, EDGETPU_CUSTOM_OP
 
 COMPILER = "edgetpu_compiler"
@@ -268,8 +268,6 @@ def cpu_ops_from_compiled(path: str | Path) -> dict:
     """{op: count} left outside `edgetpu-custom-op` in a compiled `*_edgetpu.tflite`: the ops on the CPU (named
     as the compiler's log names them)."""
     from ..analysis.graph import read_graph
-
-    from .check import log_name
 
     counts = {}
     for op in read_graph(path).ops:

@@ -56,9 +56,11 @@ def judge_size(op, tensor, version: int):
     if limit.mapped_up_to is not None and value <= limit.mapped_up_to:
         return None
     if limit.unmapped_from is not None and value >= limit.unmapped_from:
-        return (rules.UNSPECIFIED, f"{name} {_figure(value)} >= {_figure(limit.unmapped_from)}, a size the "
-                                   f"compiler left on the CPU [{limit.source}]")
-    known = (f"mapped up to {_figure(limit.mapped_up_to)}" if limit.mapped_up_to is not None else "no mapped size known")
+        refused_here = (f"{name} {_figure(value)} >= {_figure(limit.unmapped_from)}, a size the compiler left on "
+                        f"the CPU [{limit.source}]")
+        return rules.UNSPECIFIED, refused_here
+    known = (f"mapped up to {_figure(limit.mapped_up_to)}" if limit.mapped_up_to is not None
+             else "no mapped size known")
     refused = (f"refused from {_figure(limit.unmapped_from)}" if limit.unmapped_from is not None
                else "no refused size known")
     return (rules.UNCERTAIN, f"{name} {_figure(value)}: {known}, {refused} [{limit.source}]")

@@ -12,7 +12,7 @@ Every rule names its source. Sources:
           printed verbatim by compiler versions 14-16 in published logs).
   TRUTH = the real compiler's logs and compiled models in the development set (../shared/edgetpu-truth, its
           README names each file's public repository and commit); cited as TRUTH + the file.
-  GH(n) = github.com/google-coral/edgetpu/issues/n (compiler output posted there, maintainers' answers).
+  GH n  = github.com/google-coral/edgetpu/issues/n (compiler output posted there, maintainers' answers).
 A rule holds for the compiler versions in its `versions` (COMPILER_VERSIONS): where the real compiler 16 maps
 what the documented table forbids, the documented limit is kept for 15 and relaxed for 16, with the evidence.
 The checks that evaluate each constraint live in check.py (CHECKS, keyed by the same names).
@@ -53,7 +53,7 @@ LOG = "coral.ai/docs/edgetpu/compiler (operation log)"
 TRUTH = "edgetpu-truth"
 
 
-def GH(number: int) -> str:  # noqa: N802 (reads like the citation it is)
+def gh_issue(number: int) -> str:
     return f"github.com/google-coral/edgetpu/issues/{number}"
 
 
@@ -65,7 +65,7 @@ BATCH_AS_ONE = {"versions": BOTH, "source": f"{TRUTH}: franco_mlp, nrf20_mnist9 
 # How the compiler treats a supported op cut off by an earlier CPU op: "More than one subgraph is not
 # supported", except QUANTIZE, which the maintainers single out (GH 461) and logs show as "unspecified" (GH 317).
 CUT_STATUS = {"QUANTIZE": UNSPECIFIED}
-CUT_SOURCE = f"{SPLIT}; {GH(461)}"
+CUT_SOURCE = f"{SPLIT}; {gh_issue(461)}"
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ CONSTRAINTS = {
                                    "model's edge runs on the CPU)", f"{LOG}; {TRUTH}: kapibara_deepid log"),
     # Compiler 15 reports TF>=2.3 resize ops (op version 3+) as "Operation version not supported" (GH 420, 396).
     "resize_op_version": Constraint(VERSION_NOT_SUPPORTED, "op version {detail} (compiler 15 maps RESIZE_* up "
-                                    "to version 2)", f"{GH(420)}; {GH(396)}", versions=(15,)),
+                                    "to version 2)", f"{gh_issue(420)}; {gh_issue(396)}", versions=(15,)),
 }
 
 
@@ -207,7 +207,7 @@ SIZE_LIMITS = {
                            "hatef2003 model_int8 (TRANSPOSE 'unspecified limitation'; 80x80x144 per tfedge issue "
                            "17); compiler 16"),
     # MEAN over 256x128 positions refused, over 64x128 mapped after splitting the input (GH 461, compiler 16).
-    "MEAN": SizeLimit("reduced_elements", 64 * 128, 256 * 128, GH(461)),
+    "MEAN": SizeLimit("reduced_elements", 64 * 128, 256 * 128, gh_issue(461)),
     # Scale = output/input size along y/x. 1x (deeplab 33->33) and 2x (MiDaS, YOLO upsampling) mapped; 33->513
     # (15.5x, deeplab) on the CPU; OPS: "depending on input/output size ... may not be mapped".
     "RESIZE_BILINEAR": SizeLimit("resize_scale", 2, 513 / 33,
@@ -228,23 +228,23 @@ class UnknownOpVersion:
 # Op versions newer than the TFLite inside the compiler: it refuses the whole model with
 # "Didn't find op for builtin opcode 'X' version 'N'" (no operation log, no output model).
 _UNKNOWN_16 = {
-    "CONV_2D": UnknownOpVersion(6, f"{GH(631)} (compiler 16, TF 2.9)"),
+    "CONV_2D": UnknownOpVersion(6, f"{gh_issue(631)} (compiler 16, TF 2.9)"),
     "EXP": UnknownOpVersion(2, "github.com/google-coral/libedgetpu/issues/71 (compiler 16, TF 2.16)"),
-    "QUANTIZE": UnknownOpVersion(3, f"{GH(879)} (compiler 16)"),
-    "RSQRT": UnknownOpVersion(2, f"{GH(384)} (compiler 15, TF 2.5; listed for 16 in tfedge issue 17)"),
-    "TRANSPOSE_CONV": UnknownOpVersion(4, f"{GH(845)} (compiler 16)"),
+    "QUANTIZE": UnknownOpVersion(3, f"{gh_issue(879)} (compiler 16)"),
+    "RSQRT": UnknownOpVersion(2, f"{gh_issue(384)} (compiler 15, TF 2.5; listed for 16 in tfedge issue 17)"),
+    "TRANSPOSE_CONV": UnknownOpVersion(4, f"{gh_issue(845)} (compiler 16)"),
 }
 UNKNOWN_OP_VERSIONS = {
     16: _UNKNOWN_16,
     15: {**_UNKNOWN_16,  # an older compiler knows no more than a newer one
-         "REVERSE_V2": UnknownOpVersion(3, f"{GH(340)} (compiler 15)")},
+         "REVERSE_V2": UnknownOpVersion(3, f"{gh_issue(340)} (compiler 15)")},
 }
 UNKNOWN_OP_MESSAGE = "Didn't find op for builtin opcode '{op}' version '{version}'"
 
 # A model with no quantized tensor at all: "Invalid model: NAME / Model not quantized" (GH 168 compiler 14,
 # GH 313 compiler 15). Either way such a model runs wholly on the CPU: a float model the compiler did take
 # reports every op "unsupported data type" (TRUTH: logs_only hatef2003 lane_keeper, compiler 16).
-NOT_QUANTIZED = {"message": "Model not quantized", "source": f"{GH(168)}; {GH(313)}", "versions": BOTH}
+NOT_QUANTIZED = {"message": "Model not quantized", "source": f"{gh_issue(168)}; {gh_issue(313)}", "versions": BOTH}
 
 # The custom op edgetpu_compiler writes: a model that already has it was compiled (check says so).
 EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
