@@ -293,6 +293,8 @@ CASES_15 = [
     ("RESIZE_NEAREST_NEIGHBOR", [_t(0, ACT), _t(1, (2,), "int32", True, (16, 16)), _t(2, (1, 16, 16, 4))], {}, 3,
      rules.VERSION_NOT_SUPPORTED, "op version 3"),
     ("ADD", [_t(0, ACT, signature=(-1, 8, 8, 4)), _t(1, ACT), _t(2, ACT)], {}, 1, rules.MAPPED, ""),
+    ("TRANSPOSE", [_t(0, ACT), _t(1, (4,), "int32", True, (0, 2, 1, 3)), _t(2, ACT)], {}, 1, rules.NOT_SUPPORTED,
+     "mapped only by compiler 16"),
 ]
 
 

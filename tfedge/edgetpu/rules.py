@@ -176,7 +176,8 @@ OP_RULES = {
     # Not in the published table, yet inside the compiled TPU subgraph of Coral's own deeplab model.
     "TILE": OpRule(source=f"{TRUTH}: coral_deeplab_mobilenet_edgetpu_slim_cityscapes_quant (compiled, compiler "
                           "16): TILE [1,1,1,128]->[1,33,33,128] mapped", versions=(16,)),
-    "TRANSPOSE": OpRule(),
+    # Added in compiler 16 (maintainer, GH 193); compiler 15 logs say "Operation not supported" (GH 317).
+    "TRANSPOSE": OpRule(source=f"{OPS}; {gh_issue(193)}; {gh_issue(317)}", versions=(16,)),
     "TRANSPOSE_CONV": OpRule(("constant_weights",)),
     "LSTM": OpRule(),  # "Unidirectional LSTM only" (the bidirectional op is absent from this table)
     # int16 cell state and int32 gate biases stay inside the compiled op in Coral's keras_lstm_mnist_ptq.
@@ -205,7 +206,7 @@ SIZE_LIMITS = {
     "TRANSPOSE": SizeLimit("input_elements", 24 * 24 * 144, 80 * 80 * 144,
                            f"{TRUTH}: logs_only jveitchmichaelis yolov8n_192 (all TRANSPOSE mapped) and "
                            "hatef2003 model_int8 (TRANSPOSE 'unspecified limitation'; 80x80x144 per tfedge issue "
-                           "17); compiler 16"),
+                           "17); compiler 16", versions=(16,)),
     # MEAN over 256x128 positions refused, over 64x128 mapped after splitting the input (GH 461, compiler 16).
     "MEAN": SizeLimit("reduced_elements", 64 * 128, 256 * 128, gh_issue(461)),
     # Scale = output/input size along y/x. 1x (deeplab 33->33) and 2x (MiDaS, YOLO upsampling) mapped; 33->513
