@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..convert.modes import Mode, configure_int8
 from ..errors import BadInput
-from ..modes import Mode, configure_int8, register
 from . import rules
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,8 @@ def compact(report: dict) -> dict:
 
 
 def build_edgetpu(source, samples, context, request) -> bytes:
-    from ..convert import run_converter
-    from ..graph import graph_from_bytes
+    from ..analysis.graph import graph_from_bytes
+    from ..convert.converter import run_converter
     from .check import check_graph
 
     _check_fixed_batch(source)
@@ -71,16 +71,19 @@ def build_edgetpu(source, samples, context, request) -> bytes:
                        f"for the Edge TPU: {bad['reasons'][0]}",
                        hint="replace the op in the source model (see docs/edgetpu.md), or use --quant int8 "
                             "for a CPU-only model")
-    if not report["fully_mapped"]:
+    if report["refusal"]:
+        log.warning("Edge TPU pre-check: edgetpu_compiler %d would refuse this model: %s. Details: tfedge edgetpu "
+                    "check %s", report["compiler_version"], report["refusal"]["message"], request.output)
+    elif not report["fully_mapped"]:
         first = report["first_cpu_op"]
         log.warning("Edge TPU pre-check: %d of %d ops (%.0f %% of MACs) predicted on the TPU; op #%d %s and the "
-                    "ops after it run on the CPU: %s. Details: tfedge edgetpu check %s",
+                    "ops that depend on it run on the CPU: %s. Details: tfedge edgetpu check %s",
                     report["ops_on_tpu"], report["ops_total"], 100 * (report["share_macs_on_tpu"] or 0),
                     first["index"], first["op"], first["status"], request.output)
     context.options["report"] = {"edgetpu_check": compact(report)}
     return model_bytes
 
 
-register(EdgeTpuMode("edgetpu", "full integer for the Coral Edge TPU (uint8 I/O, batch 1), pre-checked",
-                     configure_int8, aliases=("coral", "edge-tpu"), needs_calibration=True,
-                     io_types=("uint8", "int8"), quantized_io_ok=True, build=build_edgetpu))
+MODE = EdgeTpuMode("edgetpu", "full integer for the Coral Edge TPU (uint8 I/O, batch 1), pre-checked",
+                   configure_int8, aliases=("coral", "edge-tpu"), needs_calibration=True,
+                   io_types=("uint8", "int8"), quantized_io_ok=True, build=build_edgetpu)
