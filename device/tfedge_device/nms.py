@@ -7,7 +7,9 @@ box unless a box already kept, of the same class, overlaps it with IoU > iou_thr
    different classes never overlap (torchvision's batched_nms trick) and one pass handles every class.
 2. IoU <= (overlap along x) / (either box's width), so a pair can pass only if, with boxes sorted by xmin, the
    later one starts before xmax_i - iou_threshold * width_i: the partners of box i are a contiguous run
-   found with searchsorted. Their IoU is computed in vectorised steps of at most PAIR_CHUNK pairs.
+   found with searchsorted. A cheaper test of the same kind along y drops most of them, then the full IoU;
+   the first DIAGONALS successors are tested on contiguous slices, farther ones in steps of at most
+   PAIR_CHUNK generated pairs.
    When boxes crowd (many near-identical boxes of one class: a large object), the pairs grow as n^2; then
    classic greedy steps run first (each drops a whole cluster) until few pairs are left — the same result.
 3. The overlapping pairs form edges from the higher-scoring box to the lower one. The greedy result is the
@@ -27,6 +29,7 @@ MAX_DETECTIONS = 300  # Ultralytics' max_det
 # Candidate pairs whose IoU is computed at once: 32 kB temporaries stay below glibc's mmap threshold (128 kB),
 # so they are reused from the heap instead of being mapped and page-faulted afresh (3-5x faster here).
 PAIR_CHUNK = 8192
+DIAGONALS = 12  # partners up to the 12th successor in x are tested on contiguous slices (_pairs)
 GREEDY_BATCH = 16  # greedy steps between two counts of the pairs left (_greedy_prefix)
 
 
@@ -68,33 +71,45 @@ def _sweep(boxes: np.ndarray, iou_threshold: float):
 
 def _pairs(sweep, iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """(i, j) index arrays of every pair with IoU > iou_threshold (each pair once)."""
-    order, columns, counts, cumulative = sweep
-    ymin, height = columns[1], columns[3] - columns[1]
-    firsts, seconds = [], []
+    order, columns, counts, _ = sweep
+    ymin, ymax = columns[1], columns[3]
+    height = ymax - ymin
+    found = []
+
+    def keep(first, second):  # full IoU of candidate pairs (positions in the sorted order)
+        hit = _overlaps(*(np.take(c, first) for c in columns), *(np.take(c, second) for c in columns),
+                        iou_threshold=iou_threshold)
+        found.append((np.take(order, first[hit]), np.take(order, second[hit])))
+
+    # Near diagonals (each box and its d-th successor in x): contiguous slices, no index arrays. Likewise
+    # along y, IoU <= overlap / either height: most x-partners fail this cheaper test before the full IoU.
+    for d in range(1, min(DIAGONALS, len(order) - 1) + 1):
+        overlap = np.minimum(ymax[:-d], ymax[d:]) - np.maximum(ymin[:-d], ymin[d:])
+        near = (counts[:-d] >= d) & (overlap > iou_threshold * np.maximum(height[:-d], height[d:]))
+        first = np.flatnonzero(near)
+        keep(first, first + d)
+    # Farther partners (k + DIAGONALS + 1 ...) of boxes with many: pairs generated in chunks of whole rows.
+    counts = np.maximum(counts - DIAGONALS, 0)
+    cumulative = np.cumsum(counts)
     start = 0
-    while start < len(order):  # chunks of whole rows of at most PAIR_CHUNK pairs (at least one row)
+    while start < len(order):  # chunks of at most PAIR_CHUNK pairs (at least one row)
         done = int(cumulative[start - 1]) if start else 0
         stop = max(int(np.searchsorted(cumulative, done + PAIR_CHUNK, side="right")), start + 1)
         n = counts[start:stop]
         total = int(cumulative[stop - 1]) - done
         if total:
             first = np.repeat(np.arange(start, stop), n)
-            second = first + 1 + np.arange(total) - np.repeat(cumulative[start:stop] - n - done, n)
-            # Likewise along y, IoU <= overlap / either height: most x-partners fail this cheaper test.
+            second = first + 1 + DIAGONALS + np.arange(total) - np.repeat(cumulative[start:stop] - n - done, n)
             top_a, top_b = np.take(ymin, first), np.take(ymin, second)
             high_a, high_b = np.take(height, first), np.take(height, second)
             overlap = np.minimum(top_a + high_a, top_b + high_b)
             overlap -= np.maximum(top_a, top_b)
             near = overlap > iou_threshold * np.maximum(high_a, high_b)
-            first, second = first[near], second[near]
-            hit = _overlaps(*(np.take(c, first) for c in columns), *(np.take(c, second) for c in columns),
-                            iou_threshold=iou_threshold)
-            firsts.append(np.take(order, first[hit]))
-            seconds.append(np.take(order, second[hit]))
+            keep(first[near], second[near])
         start = stop
-    if not firsts:
+    if not found:
         return np.empty(0, np.intp), np.empty(0, np.intp)
-    return np.concatenate(firsts), np.concatenate(seconds)
+    return np.concatenate([f for f, _ in found]), np.concatenate([s for _, s in found])
 
 
 def _pair_budget(count: int) -> int:
