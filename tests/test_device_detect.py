@@ -444,6 +444,25 @@ def test_coco_style_labels_with_gaps_and_pycoral_text_output(models, images, tfe
     assert results[0].startswith("person: 0.90000 (")
 
 
+@pytest.mark.parametrize("member, text", [
+    ("metadata.json", '{"task": "detect", "names": {"0": "person", "1": "bicycle", "2": "car"}}'),
+    ("meta.txt", "{'task': 'detect', 'names': {0: 'person', 1: 'bicycle', 2: 'car'}}"),  # tflite-support's form
+])
+def test_class_names_embedded_by_an_ultralytics_export_are_the_labels(models, images, tmp_path, member, text):
+    """Ultralytics appends a zip archive holding its metadata to the .tflite; its `names` label the classes."""
+    import zipfile
+
+    from tfedge_device.detect import Detector
+
+    model = tmp_path / "yolov8n_float32.tflite"
+    model.write_bytes(models["yolo-float-first"].read_bytes())
+    with zipfile.ZipFile(model, "a") as archive:  # as Ultralytics' exporter does
+        archive.writestr(member, text)
+    detector = Detector(model)
+    assert detector.labels_origin == "embedded Ultralytics metadata"
+    assert [o.label for o in detector.detect(images[0]).objects] == ["person", "bicycle", "car", "bicycle", "car"]
+
+
 def test_output_draws_boxes_on_the_original_image(models, images, tfedge_run, tmp_path):
     from PIL import Image
     from tfedge_device.draw import colour

@@ -14,7 +14,8 @@ The library API (used by `tfedge-run detect` and by the host's detection evaluat
 The output layout (SSD's TFLite_Detection_PostProcess op, a YOLO grid, an end-to-end (1, N, 6) output) is
 recognised from the model (layouts.py). Preprocessing comes from the manifest beside the model like classify's
 (preprocess.image, with `fit`: "stretch" or "letterbox"; default per layout: SSD stretch, YOLO and
-end-to-end letterbox as Ultralytics does); labels from --labels or the manifest; the manifest's
+end-to-end letterbox as Ultralytics does); labels from --labels, the manifest, or the class names an
+Ultralytics export embeds in its .tflite; the manifest's
 `detection.box_units` settles normalised vs pixel boxes for YOLO and end-to-end models (layouts.py).
 Boxes are (xmin, ymin, xmax, ymax) in the original image's pixels (continuous coordinates, clipped to it).
 """
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 TASK = "object-detection"  # the manifest's task for detectors
 THRESHOLD = 0.4  # pycoral's detect_image default
 TOP_K = 100
+EMBEDDED = "embedded Ultralytics metadata"
+MAX_METADATA_BYTES = 1 << 20
 
 
 class Box(NamedTuple):
@@ -109,6 +112,9 @@ class Detector:
         self.spec, self.spec_origin = resolve_spec(self.model, self.manifest, preset, resize, fit,
                                                    self.layout.default_fit, self.layout.default_preset)
         self.labels, self.labels_origin = label_source(self.manifest, labels)
+        if self.labels is None:
+            self.labels = embedded_labels(model_path)
+            self.labels_origin = EMBEDDED if self.labels is not None else None
         if self.labels is not None and self.layout.num_classes is not None:
             check_labels(self.labels, self.layout.num_classes, self.labels_origin)
         if self.manifest is None:
@@ -161,6 +167,37 @@ class Detector:
 
     def describe(self) -> dict:
         return describe_run(self, layout=self.layout.describe())
+
+
+def embedded_labels(model_path) -> list[str] | None:
+    """Class names an Ultralytics export appends to its .tflite as a zip archive (read as Ultralytics'
+    AutoBackend does: its first member, `metadata.json` as JSON, else a Python literal from tflite-support's
+    writer), or None. Only literals are evaluated (ast.literal_eval), and only a small member is read."""
+    import ast
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(model_path) as archive:
+            member = archive.infolist()[0]
+            if member.file_size > MAX_METADATA_BYTES:
+                return None
+            text = archive.read(member).decode("utf-8")
+        metadata = json.loads(text) if member.filename.endswith(".json") else ast.literal_eval(text)
+    except (zipfile.BadZipFile, OSError, IndexError, UnicodeDecodeError, ValueError, SyntaxError, MemoryError,
+            RecursionError):
+        return None
+    names = metadata.get("names") if isinstance(metadata, dict) else None
+    if isinstance(names, list):
+        return [str(name) for name in names] or None
+    if isinstance(names, dict) and names:
+        try:
+            by_id = {int(key): str(value) for key, value in names.items()}
+        except (TypeError, ValueError):
+            return None
+        return [by_id.get(i, str(i)) for i in range(max(by_id) + 1)] if 0 <= min(by_id) <= max(by_id) < 1 << 16 \
+            else None
+    return None
 
 
 def detect_image(model, image, threshold: float = THRESHOLD, top_k: int = TOP_K,
