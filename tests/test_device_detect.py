@@ -417,6 +417,16 @@ def test_mediapipe_face_detector_finds_the_astronauts_face(astronaut, tfedge_run
     assert len(expected) == 1 and loop_iou(data["results"][0]["objects"][0]["box"], ASTRONAUT_FACE) > 0.7
 
 
+def test_fit_flag_overrides_the_layout_default(models, images, tfedge_run):
+    from PIL import Image
+
+    data = detect_json(tfedge_run, models["e2e"], images[0], "--fit", "stretch")
+    assert data["preprocess"]["fit"] == "stretch" and "--fit stretch" in data["preprocess"]["from"]
+    expected = reference("e2e", raw_outputs(models["e2e"], images[0], "stretch", (64, 96)),
+                         Image.open(images[0]).size, (64, 96), "stretch")
+    assert_same(data["results"][0]["objects"], expected)
+
+
 def test_detect_pixels_equals_detect_on_the_file(models, images):
     """An image held in memory (the host's evaluation path) gives the file's objects; a float array is refused."""
     from PIL import Image
