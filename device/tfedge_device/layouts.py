@@ -18,6 +18,7 @@ Every decoder returns Candidates in input pixels; detect.py maps them to the ori
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -99,8 +100,11 @@ def _postprocess_op(model_bytes: bytes):
             op = graph.Operators(i)
             if model.OperatorCodes(op.OpcodeIndex()).CustomCode() == POSTPROCESS_OP.encode():
                 options = op.CustomOptionsAsNumpy()
-                attrs = flexbuffers.Loads(options.tobytes()) if not isinstance(options, int) else {}
-                return [int(t) for t in op.OutputsAsNumpy()], attrs
+                try:  # the attributes only name the class count: unreadable ones are not fatal
+                    attrs = flexbuffers.Loads(options.tobytes()) if not isinstance(options, int) else {}
+                except (ValueError, IndexError, TypeError, KeyError, struct.error, UnicodeDecodeError):
+                    attrs = {}
+                return [int(t) for t in op.OutputsAsNumpy()], attrs if isinstance(attrs, dict) else {}
     return None
 
 
@@ -122,7 +126,7 @@ def match_ssd(model, manifest: dict | None) -> Layout | None:
         return Layout("ssd-postprocess", roles, found[1].get("num_classes"), "stretch")
     names = _signature_outputs(model)
     candidates = []
-    if set(PYCORAL_SIGNATURE.values()) <= set(names):
+    if set(PYCORAL_SIGNATURE.values()) <= set(names) and all(names[n] in position for n in PYCORAL_SIGNATURE.values()):
         candidates.append({role: position[names[name]] for role, name in PYCORAL_SIGNATURE.items()})
     count_last = int(np.prod(_shape(specs[3]))) == 1
     candidates.append(dict(zip(PYCORAL_ORDERS[0 if count_last else 1], range(4))))
