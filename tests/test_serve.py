@@ -397,3 +397,29 @@ def test_worker_processes_share_the_port_and_stop_together(digits_int8, tmp_path
     for k, scores in answers:
         np.testing.assert_allclose(scores, expected[k], atol=1e-6)
     assert served.log.read_text().count("stopped (in-flight") == 2  # both workers drained
+
+
+def test_detect_equals_the_cli(tmp_path, tfedge_run):
+    """:detect on the SSD model of test_device_detect (the real TFLite_Detection_PostProcess op) answers what
+    `tfedge-run detect --json` prints, boxes in the uploaded image's pixels."""
+    from PIL import Image
+    from test_device_detect import ssd_model
+
+    model = tmp_path / "ssd.tflite"
+    model.write_bytes(ssd_model())
+    image = tmp_path / "wide.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (90, 200, 3), dtype=np.uint8)).save(image)
+    cli = tfedge_run("detect", model, "--input", image, "--json", "-t", "0.25")
+    assert cli.returncode == 0, cli
+    expected = json.loads(cli.stdout)["results"][0]["objects"]
+    assert len(expected) >= 3
+    served = Served(tmp_path, model)
+    try:
+        status, _, body = served.request("POST", "/v1/models/ssd:detect",
+                                         {"image": base64.b64encode(image.read_bytes()).decode(), "threshold": 0.25})
+        assert status == 200, body
+        assert body["results"][0]["objects"] == expected
+        status, _, body = served.request("POST", "/v1/models/ssd:detect", {"text": "hello"})
+        assert status == 400 and "takes images" in body["error"]
+    finally:
+        assert served.stop() == 0

@@ -143,6 +143,10 @@ class Version:
             from ..classify import Classifier
 
             return Classifier(self.model_path, threads=self.threads, edgetpu=self.edgetpu)
+        if task == "detect":
+            from ..detect import Detector
+
+            return Detector(self.model_path, threads=self.threads, edgetpu=self.edgetpu)
         if task == "classify-text":
             from ..text import TextClassifier
 

@@ -7,6 +7,7 @@ Routes:
   POST /v1/models/NAME:predict              TF Serving's row ("instances") or columnar ("inputs") format
   POST /v1/models/NAME:classify             an image (JSON {"image": {"b64": ...}}, multipart/form-data, or a raw
                                             image/* body), or {"text": ...} for a text classifier
+  POST /v1/models/NAME:detect               an image, as for :classify (options threshold, top_k, iou)
   POST /v1/models/NAME:embed                {"sentences": [...]}
   (/v1/models/NAME/versions/V... is accepted when V is the current version.)
 
@@ -238,32 +239,60 @@ def _image_bytes(body: bytes, content_type: str) -> list[bytes]:
     raise RequestError("send an image as image/* or multipart/form-data, or JSON {\"image\": {\"b64\": ...}}")
 
 
+def _items(body: bytes, content_type: str, texts_allowed: bool) -> tuple[dict, list, list]:
+    """(options, texts, images) of a :classify/:detect request: JSON with base64 images (or texts), or the
+    image itself as the body (image/*, multipart/form-data)."""
+    if content_type.split(";", 1)[0].strip().lower() != "application/json" and body[:1] not in (b"{", b"["):
+        return {}, [], _image_bytes(body, content_type)
+    options = _json_body(body)
+    if not isinstance(options, dict):
+        raise RequestError("the JSON body must be an object")
+    texts = options.get("texts") or ([options["text"]] if "text" in options else [])
+    images = options.get("images") or ([options["image"]] if "image" in options else [])
+    if texts and not texts_allowed:
+        raise RequestError("this method takes images (\"image\"/\"images\", base64)")
+    if bool(texts) == bool(images):
+        raise RequestError("give \"image\"/\"images\" (base64)" + (" or \"text\"/\"texts\"" if texts_allowed else ""))
+    images = [tfserving.decode_b64(image if isinstance(image, dict) else {"b64": image}) for image in images]
+    return options, texts, images
+
+
+def _number(options: dict, key: str, default, kind=float, low=0.0):
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)) \
+            or value < low:
+        raise RequestError(f"{key} must be {'an integer' if kind is int else 'a number'} >= {low:g}")
+    return value
+
+
 def classify(worker, version, body: bytes, content_type: str) -> dict:
     from ..commands.classify import summarize
 
-    options = {}
-    if content_type.split(";", 1)[0].strip().lower() == "application/json" or body[:1] in (b"{", b"["):
-        options = _json_body(body)
-        if not isinstance(options, dict):
-            raise RequestError("the JSON body must be an object")
-        texts = options.get("texts") or ([options["text"]] if "text" in options else [])
-        images = options.get("images") or ([options["image"]] if "image" in options else [])
-        if bool(texts) == bool(images):
-            raise RequestError("give \"image\"/\"images\" (base64) or \"text\"/\"texts\"")
-        images = [tfserving.decode_b64(image if isinstance(image, dict) else {"b64": image}) for image in images]
-    else:
-        texts, images = [], _image_bytes(body, content_type)
-    top_k, threshold = options.get("top_k", 5), options.get("threshold", 0.1)
-    if not isinstance(top_k, int) or top_k < 1 or not isinstance(threshold, (int, float)):
-        raise RequestError("top_k must be an integer >= 1 and threshold a number")
+    options, texts, images = _items(body, content_type, texts_allowed=True)
+    top_k, threshold = _number(options, "top_k", 5, int, 1), _number(options, "threshold", 0.1)
     classifier = worker.task("classify-text" if texts else "classify")
     results = [classifier.classify(item, top_k, threshold) for item in (texts or images)]
-    for number, result in enumerate(results):
-        if not texts:
+    if not texts:
+        for number, result in enumerate(results):
             result.item = f"image {number}"
     return {**classifier.describe(), "top_k": top_k, "threshold": threshold, "count": 1,
             "results": [result.to_dict() for result in results],
             "summary": summarize(results, "texts" if texts else "images")}
+
+
+def detect(worker, version, body: bytes, content_type: str) -> dict:
+    from ..commands.classify import summarize
+    from ..detect import IOU_THRESHOLD, THRESHOLD, TOP_K
+
+    options, _, images = _items(body, content_type, texts_allowed=False)
+    threshold, top_k = _number(options, "threshold", THRESHOLD), _number(options, "top_k", TOP_K, int, 1)
+    iou = _number(options, "iou", IOU_THRESHOLD)
+    detector = worker.task("detect")
+    results = [detector.detect(image, threshold, top_k, iou) for image in images]
+    for number, result in enumerate(results):
+        result.image = f"image {number}"
+    return {**detector.describe(), "threshold": threshold, "top_k": top_k, "iou": iou, "count": 1,
+            "results": [result.to_dict() for result in results], "summary": summarize(results)}
 
 
 def embed(worker, version, body: bytes, content_type: str) -> dict:
@@ -276,7 +305,7 @@ def embed(worker, version, body: bytes, content_type: str) -> dict:
     return embed_texts(worker.task("embed"), sentences, version.model_path)
 
 
-VERBS = {"predict": predict, "classify": classify, "embed": embed}
+VERBS = {"predict": predict, "classify": classify, "detect": detect, "embed": embed}
 
 
 def serve(load_models, host: str, port: int, limits: Limits, reload_interval: float, workers: int = 1,
