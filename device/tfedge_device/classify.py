@@ -233,12 +233,24 @@ class Classifier:
     def classify(self, path, top: int = 5, threshold: float = 0.1, count: int = 1) -> Classified:
         """Classify one image; with count > 1 the inference is repeated and each run timed (pycoral's --count)."""
         started = time.perf_counter()
-        batch = self.preprocess(path)
+        return self._run(str(path), self.preprocess(path), started, top, threshold, count)
+
+    def classify_pixels(self, image: np.ndarray, top: int = 5, threshold: float = 0.1,
+                        name: str = "array") -> Classified:
+        """Classify an image held in memory (a video frame): uint8 [H, W, 3] RGB or [H, W] grey."""
+        from PIL import Image
+
+        from .preprocess import prepare_image
+
+        started = time.perf_counter()
+        pixels, _ = prepare_image(Image.fromarray(np.asarray(image, np.uint8)), self.spec, name)
+        return self._run(name, pixels[None], started, top, threshold, 1)
+
+    def _run(self, name: str, batch: np.ndarray, started: float, top: int, threshold: float,
+             count: int) -> Classified:
         preprocessed = time.perf_counter()
         outputs, times = timed_runs(self.model, [batch], count)
-        return Classified(
-            str(path), top_k(outputs[0], top, threshold, self.labels), (preprocessed - started) * 1e3, times
-        )
+        return Classified(name, top_k(outputs[0], top, threshold, self.labels), (preprocessed - started) * 1e3, times)
 
     def describe(self) -> dict:
         return describe_run(self)

@@ -28,6 +28,8 @@ COMMANDS = {
     "doctor": "doctor",
     "embed": "embed",
     "info": "info",
+    "serve": "serve",
+    "stream": "stream",
     "verify": "verify",
 }
 
@@ -39,6 +41,8 @@ SUMMARIES = {
     "doctor": "will inference (and the Edge TPU) work here: each check with a fix; exit 3 when not ready",
     "embed": "sentence embeddings with a text model",
     "info": "runtime in use, the model's inputs/outputs and quantization, its manifest",
+    "serve": "serve models over HTTP: TensorFlow Serving's REST API plus :classify, :detect and :embed",
+    "stream": "a video file or camera through a classifier or detector, pipelined; JSON lines",
     "verify": "check a bundle's checksums and that it runs here",
 }
 

@@ -32,12 +32,22 @@ def image_format(path: Path) -> str:
 
 def draw_objects(source, objects, out_path) -> Path:
     """Draw `objects` (detect.Object list) on the image file `source` and write it to `out_path`."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image
 
     out_path = Path(out_path)
     kind = image_format(out_path)
     with Image.open(source) as opened:
         image = opened.convert("RGB")
+    annotate(image, objects)
+    data = io.BytesIO()
+    image.save(data, format=kind)
+    return write_bytes(out_path, data.getvalue())
+
+
+def annotate(image, objects) -> None:
+    """Draw `objects` (detect.Object list: box, label, score) on a PIL RGB image, in place."""
+    from PIL import ImageDraw, ImageFont
+
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default()
     width = max(2, round(min(image.size) / 200))
@@ -50,6 +60,18 @@ def draw_objects(source, objects, out_path) -> Path:
         lift = bottom - top + 2 * width if box[1] - (bottom - top) - 2 * width >= 0 else 0  # inside when no room
         draw.rectangle([left, top - lift, right + 2 * width, bottom - lift + width], fill=fill)
         draw.text((box[0] + width, box[1] - lift), text, fill=(255, 255, 255), font=font)
-    data = io.BytesIO()
-    image.save(data, format=kind)
-    return write_bytes(out_path, data.getvalue())
+
+
+def annotate_classes(image, classes) -> None:
+    """Write the top classes (classify.Prediction list) in the top-left corner of a PIL RGB image, in place."""
+    from PIL import ImageDraw, ImageFont
+
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+    y = 2
+    for prediction in classes[:3]:
+        text = f"{prediction.label} {prediction.score:.2f}"
+        left, top, right, bottom = draw.textbbox((2, y), text, font=font)
+        draw.rectangle([left - 2, top - 1, right + 2, bottom + 1], fill=colour(prediction.id))
+        draw.text((2, y), text, fill=(255, 255, 255), font=font)
+        y = bottom + 3

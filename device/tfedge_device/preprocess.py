@@ -183,19 +183,23 @@ def fit_image(image, spec: ImageSpec):
     return canvas, Placement(width, height, scale, scale, left, top)
 
 
-def load_image(path: str | Path, spec: ImageSpec) -> np.ndarray:
-    """Decode, convert colour, resize (or letterbox) and normalise one image -> float32 [H, W, C]."""
+def load_image(path: str | Path | bytes, spec: ImageSpec) -> np.ndarray:
+    """Decode, convert colour, resize (or letterbox) and normalise one image (a file, or its bytes: a server's
+    upload) -> float32 [H, W, C]."""
     return load_placed_image(path, spec)[0]
 
 
-def load_placed_image(path: str | Path, spec: ImageSpec) -> tuple[np.ndarray, Placement]:
+def load_placed_image(path: str | Path | bytes, spec: ImageSpec) -> tuple[np.ndarray, Placement]:
     """load_image, and where the original image landed in the input (to map boxes back)."""
+    import io
+
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
+    source = io.BytesIO(path) if isinstance(path, (bytes, bytearray)) else Path(path)
+    path = Path("the uploaded image") if isinstance(source, io.BytesIO) else source
     _pil_warning_filters(Image)
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise BadInput(
                     f"image {path.name} is {image.width}x{image.height}, larger than "
