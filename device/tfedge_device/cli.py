@@ -26,6 +26,7 @@ COMMANDS = {
     "classify": "classify",
     "embed": "embed",
     "info": "info",
+    "run": "run",
     "verify": "verify",
 }
 
@@ -35,6 +36,7 @@ SUMMARIES = {
     "classify": "classify images (pycoral's classify_image conventions), or texts with --text",
     "embed": "sentence embeddings with a text model",
     "info": "runtime in use, the model's inputs/outputs and quantization, its manifest",
+    "run": "any model: tensors from .npy/.npz/.json/.wav in, named outputs out; stateful sequences",
     "verify": "check a bundle's checksums and that it runs here",
 }
 

@@ -48,3 +48,17 @@ def read_manifest(model_path: str | Path, check_hash: bool = True) -> dict | Non
             hint="re-run `tfedge convert`, or remove the stale manifest",
         )
     return data
+
+
+def find_manifest(model_path: str | Path) -> tuple[dict | None, str | None]:
+    """(manifest, where it came from). An Edge TPU model `X_edgetpu.tflite` without its own manifest uses the
+    CPU model's `X.json` (edgetpu_compiler keeps I/O tensors and preprocessing; the hash check is skipped)."""
+    model_path = Path(model_path)
+    manifest = read_manifest(model_path)
+    if manifest is not None:
+        return manifest, manifest_path(model_path).name
+    if model_path.stem.endswith("_edgetpu"):
+        sibling = model_path.with_name(model_path.stem[: -len("_edgetpu")] + ".tflite")
+        if manifest_path(sibling).exists():
+            return read_manifest(sibling, check_hash=False), manifest_path(sibling).name
+    return None, None

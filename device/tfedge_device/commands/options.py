@@ -31,3 +31,11 @@ def take_model(args) -> None:
     args.model = args.model or args.model_option
     if not args.model:
         raise BadInput("no model given", hint="pass MODEL.tflite (or -m MODEL.tflite)")
+
+
+def add_input_shape(parser) -> None:
+    """--input-shape NAME:DIMS (repeatable), benchmark_model's --input_layer_shape meaning."""
+    parser.add_argument(
+        "--input-shape", dest="input_shapes", action="append", default=[], metavar="NAME:DIMS",
+        help="Shape of a dynamic input, e.g. audio:1,16000 (NAME: signature or tensor name; a bare 1,16000 "
+             "for a single-input model). Repeat for several inputs.")
