@@ -8,10 +8,13 @@ The device reads it so a user never restates preprocessing or labels.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from .errors import BadInput
 from .fileio import sha256_file, write_text
+
+log = logging.getLogger(__name__)
 
 FORMAT = "tfedge-manifest/1"
 REQUIRED_KEYS = ("format", "model", "model_sha256", "inputs", "outputs")
@@ -29,7 +32,9 @@ def write_manifest(model_path: str | Path, manifest: dict) -> Path:
 
 def read_manifest(model_path: str | Path, check_hash: bool = True) -> dict | None:
     """The manifest beside `model_path`, or None when there is none. Raises BadInput when it is broken
-    or does not belong to the model (hash mismatch)."""
+    or does not belong to the model (hash mismatch). A JSON object that does not claim to be a tfedge
+    manifest is another tool's sidecar (pymicro-wakeword ships `okay_nabu.json` beside `okay_nabu.tflite`):
+    it is ignored, and said so in the log, rather than making the model unusable."""
     path = manifest_path(model_path)
     if not path.exists():
         return None
@@ -37,7 +42,11 @@ def read_manifest(model_path: str | Path, check_hash: bool = True) -> dict | Non
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BadInput(f"manifest {path.name} is not valid JSON: {err}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    claimed = data.get("format") if isinstance(data, dict) else None
+    if isinstance(data, dict) and not str(claimed or "").startswith("tfedge-manifest"):
+        log.warning("ignoring %s: not a tfedge manifest (no \"format\": \"%s\")", path.name, FORMAT)
+        return None
+    if claimed != FORMAT:
         raise BadInput(f"{path.name} is not a tfedge manifest (format {FORMAT} expected)")
     missing = [key for key in REQUIRED_KEYS if key not in data]
     if missing:
