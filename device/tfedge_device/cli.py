@@ -24,6 +24,7 @@ PROG = "tfedge-run"
 COMMANDS = {
     "bench": "bench",
     "classify": "classify",
+    "doctor": "doctor",
     "embed": "embed",
     "info": "info",
     "run": "run",
@@ -34,6 +35,7 @@ COMMANDS = {
 SUMMARIES = {
     "bench": "latency percentiles, peak memory and size of a model (benchmark_model style)",
     "classify": "classify images (pycoral's classify_image conventions), or texts with --text",
+    "doctor": "will inference (and the Edge TPU) work here: each check with a fix; exit 3 when not ready",
     "embed": "sentence embeddings with a text model",
     "info": "runtime in use, the model's inputs/outputs and quantization, its manifest",
     "run": "any model: tensors from .npy/.npz/.json/.wav in, named outputs out; stateful sequences",

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from . import runtime as runtimes  # runtimes.load_edgetpu_delegate looked up per call: the one delegate seam
 from .errors import BadInput, EnvironmentMissing
 from .guard import TFLITE_MAGIC, probe, read_model_bytes  # noqa: F401 - TFLITE_MAGIC, read_model_bytes re-exported
 from .quiet import quiet_native
-from .runtime import EDGETPU_INSTALL_HINT, Runtime, get_runtime, load_edgetpu_delegate
+from .runtime import EDGETPU_INSTALL_HINT, Runtime, get_runtime
 
 EDGETPU_CUSTOM_OP = b"edgetpu-custom-op"
 # Ops that keep state in resource variables between invocations (TF's tf.Variable with
@@ -121,8 +122,17 @@ def dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
 
 
 def needs_edgetpu(model_bytes: bytes) -> bool:
-    """True when the model was compiled by edgetpu_compiler (it contains the Edge TPU custom op)."""
-    return EDGETPU_CUSTOM_OP in model_bytes
+    """True when the model was compiled by edgetpu_compiler: one of its operator codes is the custom op
+    `edgetpu-custom-op` (coral.ai/docs/edgetpu/compiler), read from the flatbuffer with the `tflite` schema
+    package. The name anywhere else (a buffer, metadata, a tensor name) does not count. A file without those
+    bytes at all is answered without parsing, so a CPU model's cold start does not import `tflite`."""
+    if EDGETPU_CUSTOM_OP not in model_bytes:
+        return False
+    import tflite
+
+    model = tflite.Model.GetRootAsModel(model_bytes, 0)
+    codes = (model.OperatorCodes(i) for i in range(model.OperatorCodesLength()))
+    return any(code.CustomCode() == EDGETPU_CUSTOM_OP for code in codes)
 
 
 class Model:
@@ -151,7 +161,7 @@ class Model:
             )
         if not edgetpu:  # an Edge TPU model is structure-checked only: a probe would contend for the TPU
             probe(self.model_bytes, self.runtime, self.path.name)
-        delegates = [load_edgetpu_delegate(self.runtime)] if edgetpu else None
+        delegates = [runtimes.load_edgetpu_delegate(self.runtime)] if edgetpu else None
         self._threads, self._delegates = threads, delegates
         self._interpreter = self._make_interpreter()
         try:

@@ -32,8 +32,8 @@ def evaluate(model, data, reference, preprocess, limit, threads, weights, task, 
     MODEL: a .tflite file, or a SOURCE (model.keras, SavedModel dir, keras-app:NAME, hf:DIR)
     run in TensorFlow.
     """
-    from ..evaluate import evaluate as run
-    from ..sources import LoadOptions
+    from ..analysis.evaluate import evaluate as run
+    from ..convert.sources import LoadOptions
 
     result = run(model, data, reference=reference, preset=preprocess, limit=limit, threads=threads,
                  load_options=LoadOptions(weights=weights, task=task, seq_len=seq_len))

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..convert.modes import Mode, configure_int8
 from ..errors import BadInput
-from ..modes import Mode, configure_int8, register
 from . import rules
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,8 @@ def compact(report: dict) -> dict:
 
 
 def build_edgetpu(source, samples, context, request) -> bytes:
-    from ..convert import run_converter
-    from ..graph import graph_from_bytes
+    from ..analysis.graph import graph_from_bytes
+    from ..convert.converter import run_converter
     from .check import check_graph
 
     _check_fixed_batch(source)
@@ -81,6 +81,6 @@ def build_edgetpu(source, samples, context, request) -> bytes:
     return model_bytes
 
 
-register(EdgeTpuMode("edgetpu", "full integer for the Coral Edge TPU (uint8 I/O, batch 1), pre-checked",
-                     configure_int8, aliases=("coral", "edge-tpu"), needs_calibration=True,
-                     io_types=("uint8", "int8"), quantized_io_ok=True, build=build_edgetpu))
+MODE = EdgeTpuMode("edgetpu", "full integer for the Coral Edge TPU (uint8 I/O, batch 1), pre-checked",
+                   configure_int8, aliases=("coral", "edge-tpu"), needs_calibration=True,
+                   io_types=("uint8", "int8"), quantized_io_ok=True, build=build_edgetpu)
