@@ -25,7 +25,9 @@ _LOAD_ERRORS = (ValueError, RuntimeError, UnicodeDecodeError, TypeError, IndexEr
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """One input or output tensor. shape: tuple of ints (-1 where dynamic); dtype: numpy dtype."""
+    """One input or output tensor. name: the tensor's name in the graph; shape: its shape signature, a
+    tuple of ints (-1 where dynamic); dtype: numpy dtype; signature_name: its name in the model's
+    SignatureDef (None when the model has none)."""
 
     name: str
     index: int
@@ -33,14 +35,21 @@ class TensorSpec:
     dtype: np.dtype
     scale: float = 0.0
     zero_point: int = 0
+    signature_name: str | None = None
 
     @property
     def quantized(self) -> bool:
         return self.scale != 0.0 and np.issubdtype(self.dtype, np.integer)
 
+    @property
+    def key(self) -> str:
+        """The name users see: the signature name, else the tensor name."""
+        return self.signature_name or self.name
+
     def to_dict(self) -> dict:
         return {
             "name": self.name,
+            "signature_name": self.signature_name,
             "shape": list(self.shape),
             "dtype": np.dtype(self.dtype).name,
             "scale": self.scale,
@@ -48,7 +57,7 @@ class TensorSpec:
         }
 
     @classmethod
-    def from_detail(cls, detail: dict) -> TensorSpec:
+    def from_detail(cls, detail: dict, signature_name: str | None = None) -> TensorSpec:
         shape = detail.get("shape_signature")
         if shape is None or len(shape) == 0:
             shape = detail["shape"]
@@ -60,7 +69,24 @@ class TensorSpec:
             dtype=np.dtype(detail["dtype"]),
             scale=float(scale),
             zero_point=int(zero_point),
+            signature_name=signature_name,
         )
+
+
+def signature_names(interpreter, inputs: list[dict], outputs: list[dict]) -> dict[int, str]:
+    """{tensor index: name} from the model's SignatureDef that covers exactly the main subgraph's inputs and
+    outputs (a model may carry others, e.g. an init signature); {} when it has none."""
+    try:
+        signatures = interpreter._get_full_signature_list()  # {key: {"inputs": {name: index}, "outputs": ...}}
+    except AttributeError:  # runtimes without signatures
+        return {}
+    wanted = ({d["index"] for d in inputs}, {d["index"] for d in outputs})
+    ordered = sorted(signatures.items(), key=lambda item: item[0] != "serving_default")
+    for _, signature in ordered:
+        found = (set(signature.get("inputs", {}).values()), set(signature.get("outputs", {}).values()))
+        if found == wanted:
+            return {index: name for kind in ("inputs", "outputs") for name, index in signature[kind].items()}
+    return {}
 
 
 @functools.cache
@@ -117,8 +143,10 @@ class Model:
         delegates = [load_edgetpu_delegate(self.runtime)] if edgetpu else None
         self._interpreter = self._make_interpreter(threads, delegates)
         try:
-            self.inputs = [TensorSpec.from_detail(d) for d in self._interpreter.get_input_details()]
-            self.outputs = [TensorSpec.from_detail(d) for d in self._interpreter.get_output_details()]
+            inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
+            names = signature_names(self._interpreter, inputs, outputs)
+            self.inputs = [TensorSpec.from_detail(d, names.get(d["index"])) for d in inputs]
+            self.outputs = [TensorSpec.from_detail(d, names.get(d["index"])) for d in outputs]
             self._input_shapes = self._current_input_shapes()
         except _LOAD_ERRORS as err:
             raise BadInput(f"the runtime cannot read the tensors of {self.path.name}: {type(err).__name__}",
