@@ -49,8 +49,8 @@ def verify_bundle(path, edgetpu: bool | None = None, threads: int | None = None)
     sample = bundle.data.get("sample")
     if sample:
         model = models[variant]
-        inputs = load_arrays(bundle.path(sample["input"]))
-        expected = load_arrays(bundle.path(sample["expected"]))
+        inputs = load_arrays(bundle.path(sample["input"]), model.inputs)  # by name: variants may order them
+        expected = load_arrays(bundle.path(sample["expected"]), model.outputs)  # differently
         started = time.perf_counter()
         outputs = model.predict(*inputs)
         elapsed_ms = (time.perf_counter() - started) * 1000
