@@ -47,11 +47,11 @@ def verify_bundle(path, edgetpu: bool | None = None, threads: int | None = None,
               "sample": None}
     models = {}
     sample = bundle.data.get("sample")
-    inputs = load_arrays(bundle.path(sample["input"])) if sample else []
     for name in ("cpu", variant):  # the CPU variant is the fallback: it must load too
         if bundle.variant(name) and name not in models:
             model = Model(bundle.path(bundle.variant(name)["model"]), threads, edgetpu=name == "edgetpu",
                           allocate=False)
+            inputs = load_arrays(bundle.path(sample["input"]), model.inputs) if sample else []  # by name
             data_shapes = {p: a.shape for p, a in enumerate(inputs)} if len(inputs) == len(model.inputs) else None
             model.allocate(resolve_input_shapes(model, input_shapes, variant_manifest(bundle, name), data_shapes))
             models[name] = model
@@ -59,7 +59,8 @@ def verify_bundle(path, edgetpu: bool | None = None, threads: int | None = None,
                                     f"op kinds)")
     if sample:
         model = models[variant]
-        expected = load_arrays(bundle.path(sample["expected"]))
+        inputs = load_arrays(bundle.path(sample["input"]), model.inputs)  # by name: variants may order them
+        expected = load_arrays(bundle.path(sample["expected"]), model.outputs)  # differently
         started = time.perf_counter()
         outputs = model.predict(*inputs)
         elapsed_ms = (time.perf_counter() - started) * 1000
