@@ -8,6 +8,7 @@ The device reads it so a user never restates preprocessing or labels.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from .errors import BadInput
@@ -15,6 +16,8 @@ from .fileio import sha256_file, write_text
 
 FORMAT = "tfedge-manifest/1"
 REQUIRED_KEYS = ("format", "model", "model_sha256", "inputs", "outputs")
+
+log = logging.getLogger(__name__)
 
 
 def manifest_path(model_path: str | Path) -> Path:
@@ -28,8 +31,9 @@ def write_manifest(model_path: str | Path, manifest: dict) -> Path:
 
 
 def read_manifest(model_path: str | Path, check_hash: bool = True) -> dict | None:
-    """The manifest beside `model_path`, or None when there is none. Raises BadInput when it is broken
-    or does not belong to the model (hash mismatch)."""
+    """The manifest beside `model_path`, or None when there is none (a JSON file there that is not a tfedge
+    manifest, e.g. another project's sidecar, counts as none). Raises BadInput when it is broken, of another
+    format version, or does not belong to the model (hash mismatch)."""
     path = manifest_path(model_path)
     if not path.exists():
         return None
@@ -37,7 +41,11 @@ def read_manifest(model_path: str | Path, check_hash: bool = True) -> dict | Non
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BadInput(f"manifest {path.name} is not valid JSON: {err}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    if not isinstance(data, dict) or not str(data.get("format", "")).startswith("tfedge-manifest"):
+        # another project's sidecar (micro-wakeword ships okay_nabu.json beside okay_nabu.tflite): not ours
+        log.info("%s beside the model is not a tfedge manifest: ignored", path.name)
+        return None
+    if data.get("format") != FORMAT:
         raise BadInput(f"{path.name} is not a tfedge manifest (format {FORMAT} expected)")
     missing = [key for key in REQUIRED_KEYS if key not in data]
     if missing:

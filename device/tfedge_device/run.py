@@ -84,8 +84,9 @@ def _named(model: Model, loaded: InputFile, position: int | None) -> dict[int, n
 
 
 def fit(value: np.ndarray, spec: TensorSpec, target, origin: str) -> np.ndarray:
-    """`value` shaped for an input: as it is, with leading 1s added (a [N] wave for [1, N]) or removed, to
-    match `target` (a settled shape) or else the input's shape signature. BadInput when nothing fits."""
+    """`value` shaped for an input: as it is, with leading 1s added (a [N] wave for [1, N]) or removed, or
+    with one trailing 1 added too (a [N] wave for [1, N, 1]), to match `target` (a settled shape) or else
+    the input's shape signature. BadInput when nothing fits."""
     value = np.asarray(value)
     if value.dtype.kind not in "biuf":
         raise BadInput(f"{origin}: {value.dtype.name} values cannot feed input {spec.key!r} ({spec.dtype.name})")
@@ -102,6 +103,10 @@ def fit(value: np.ndarray, spec: TensorSpec, target, origin: str) -> np.ndarray:
     while shape and shape[0] == 1 and len(shape) > len(spec.shape):
         shape = shape[1:]
         candidates.append(shape)
+    shape = (*value.shape, 1)  # a channel axis
+    while len(shape) <= len(spec.shape):
+        candidates.append(shape)
+        shape = (1, *shape)
     for candidate in candidates:
         if (tuple(candidate) == tuple(target)) if target is not None else fits(candidate, spec.shape):
             return value.reshape(candidate)
