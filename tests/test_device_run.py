@@ -404,3 +404,14 @@ def test_another_projects_json_sidecar_is_not_a_manifest(built, tmp_path):
     (tmp_path / "okay.json").write_text(json.dumps({"format": "tfedge-manifest/9", "model": "okay.tflite"}))
     with pytest.raises(BadInput, match="not a tfedge manifest"):
         find_manifest(model)
+
+
+def test_verify_takes_input_shape(tfedge_run, built, tmp_path):
+    from tfedge.bundle import BundleRequest, bundle
+
+    np.save(tmp_path / "f.npy", np.linspace(-1, 1, 6, dtype=np.float32)[None])
+    bundle(BundleRequest(models=[built["multi"]], output=tmp_path / "multi.tfedge", sample=tmp_path / "f.npy"))
+    verified = tfedge_run("verify", tmp_path / "multi.tfedge", "--input-shape", "features:1,6")
+    assert verified.returncode == 0 and "matches" in verified.stdout, verified
+    assert_clean_error(tfedge_run("verify", tmp_path / "multi.tfedge", "--input-shape", "features:1,7"), 2,
+                       "--input-shape 'features:1,7' does not fit input 'features'", "[1, 6]")
