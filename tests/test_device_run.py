@@ -9,6 +9,7 @@ Models (built once per module with TensorFlow on the test side; the device packa
           .tflite's output order (graph order) differs from the alphabetical signature order
   state   x [1, 4] -> total: a tf.Variable accumulating every x (VAR_HANDLE / ASSIGN_VARIABLE / READ_VARIABLE)
   int8    Keras Dense 64 -> 10 on scikit-learn digits, full int8 with int8 input and output tensors
+  custom  m [1, 2, 2] -> inverse: tf.linalg.inv kept as the custom op MatrixInverse, which LiteRT lacks
 Tolerances are stated where values are compared; float paths are compared to numpy at float32 precision.
 """
 
@@ -75,6 +76,13 @@ def built(tmp_path_factory, digits_test):
     models = {}
     for name, module in (("dense", Dense()), ("two", Two()), ("multi", Multi())):
         models[name] = _convert(module.__call__, module, out / f"{name}.tflite")
+    class Custom(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, 2, 2], tf.float32, name="m")])
+        def __call__(self, m):
+            return {"inverse": tf.linalg.inv(m)}
+
+    custom = Custom()
+    models["custom"] = _convert(custom.__call__, custom, out / "custom.tflite", allow_custom_ops=True)
     state = State()
     models["state"] = _convert(state.__call__, state, out / "state.tflite", experimental_enable_resource_variables=True)
 
@@ -193,6 +201,14 @@ def test_wav_decoding_of_every_pcm_width(tmp_path):
         writer.setnchannels(1), writer.setsampwidth(3), writer.setframerate(RATE)
         writer.writeframes(packed)
     np.testing.assert_allclose(read_input_file(tmp_path / "w3.wav").arrays[None], ints / 2**23, rtol=1e-6)
+
+
+def test_a_custom_op_the_runtime_lacks_is_described_then_refused_with_its_name(tfedge_run, built, tmp_path):
+    info = json.loads(tfedge_run("info", built["custom"], "--json").stdout)  # described: nothing is prepared
+    assert [t["signature_name"] for t in info["model"]["inputs"] + info["model"]["outputs"]] == ["m", "inverse"]
+    np.save(tmp_path / "m.npy", np.eye(2, dtype=np.float32)[None])
+    for command in (("run", built["custom"], "--input", tmp_path / "m.npy"), ("bench", built["custom"])):
+        assert_clean_error(tfedge_run(*command), 3, "custom op MatrixInverse", "custom.tflite")
 
 
 # -- inputs and outputs by name ------------------------------------------------------------------------------------
@@ -361,3 +377,41 @@ def test_bad_inputs_are_one_line_errors(tfedge_run, bad_inputs, case, tmp_path):
     result = tfedge_run("run", model, *args, "--output", tmp_path / "never.npz")
     assert_clean_error(result, 2, *words)
     assert not (tmp_path / "never.npz").exists() and not list(tmp_path.glob(".never.npz.*"))
+
+
+def test_arrays_are_fitted_by_leading_and_trailing_ones_only():
+    from tfedge_device.errors import BadInput
+    from tfedge_device.model import TensorSpec
+    from tfedge_device.run import fit
+
+    wave_in = TensorSpec("input_2", 0, (-1, 6, 1), np.dtype("float32"))  # basic-pitch's [-1, 43844, 1], shortened
+    assert fit(np.zeros(6), wave_in, None, "a.wav").shape == (1, 6, 1)
+    assert fit(np.zeros((1, 1, 6, 1)), wave_in, None, "a.npy").shape == (1, 6, 1)
+    assert fit(np.zeros((2, 6)), TensorSpec("x", 0, (-1, -1), np.dtype("float32")), (2, 6), "b.npy").shape == (2, 6)
+    with pytest.raises(BadInput, match=r"takes shape \[-1, 6, 1\] float32 \(-1: any size\), got \[7\]"):
+        fit(np.zeros(7), wave_in, None, "a.wav")
+    with pytest.raises(BadInput, match=r"takes shape \[1, 6, 1\]"):
+        fit(np.zeros((3, 2)), wave_in, (1, 6, 1), "c.npy")  # same size, but never reshaped otherwise
+
+
+def test_another_projects_json_sidecar_is_not_a_manifest(built, tmp_path):
+    from tfedge_device.errors import BadInput
+    from tfedge_device.manifest import find_manifest
+
+    model = shutil.copy(built["multi"], tmp_path / "okay.tflite")
+    (tmp_path / "okay.json").write_text(json.dumps({"type": "micro", "model": "okay.tflite", "version": 2}))
+    assert find_manifest(model) == (None, None)  # micro-wakeword ships such a file beside its model
+    (tmp_path / "okay.json").write_text(json.dumps({"format": "tfedge-manifest/9", "model": "okay.tflite"}))
+    with pytest.raises(BadInput, match="not a tfedge manifest"):
+        find_manifest(model)
+
+
+def test_verify_takes_input_shape(tfedge_run, built, tmp_path):
+    from tfedge.bundle import BundleRequest, bundle
+
+    np.save(tmp_path / "f.npy", np.linspace(-1, 1, 6, dtype=np.float32)[None])
+    bundle(BundleRequest(models=[built["multi"]], output=tmp_path / "multi.tfedge", sample=tmp_path / "f.npy"))
+    verified = tfedge_run("verify", tmp_path / "multi.tfedge", "--input-shape", "features:1,6")
+    assert verified.returncode == 0 and "matches" in verified.stdout, verified
+    assert_clean_error(tfedge_run("verify", tmp_path / "multi.tfedge", "--input-shape", "features:1,7"), 2,
+                       "--input-shape 'features:1,7' does not fit input 'features'", "[1, 6]")

@@ -14,10 +14,10 @@ from pathlib import Path
 from .errors import BadInput
 from .fileio import sha256_file, write_text
 
-log = logging.getLogger(__name__)
-
 FORMAT = "tfedge-manifest/1"
 REQUIRED_KEYS = ("format", "model", "model_sha256", "inputs", "outputs")
+
+log = logging.getLogger(__name__)
 
 
 def manifest_path(model_path: str | Path) -> Path:
@@ -31,10 +31,9 @@ def write_manifest(model_path: str | Path, manifest: dict) -> Path:
 
 
 def read_manifest(model_path: str | Path, check_hash: bool = True) -> dict | None:
-    """The manifest beside `model_path`, or None when there is none. Raises BadInput when it is broken
-    or does not belong to the model (hash mismatch). A JSON object that does not claim to be a tfedge
-    manifest is another tool's sidecar (pymicro-wakeword ships `okay_nabu.json` beside `okay_nabu.tflite`):
-    it is ignored, and said so in the log, rather than making the model unusable."""
+    """The manifest beside `model_path`, or None when there is none (a JSON file there that is not a tfedge
+    manifest, e.g. another project's sidecar, counts as none). Raises BadInput when it is broken, of another
+    format version, or does not belong to the model (hash mismatch)."""
     path = manifest_path(model_path)
     if not path.exists():
         return None
@@ -42,11 +41,11 @@ def read_manifest(model_path: str | Path, check_hash: bool = True) -> dict | Non
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BadInput(f"manifest {path.name} is not valid JSON: {err}") from None
-    claimed = data.get("format") if isinstance(data, dict) else None
-    if isinstance(data, dict) and not str(claimed or "").startswith("tfedge-manifest"):
-        log.warning("ignoring %s: not a tfedge manifest (no \"format\": \"%s\")", path.name, FORMAT)
+    if not isinstance(data, dict) or not str(data.get("format", "")).startswith("tfedge-manifest"):
+        # another project's sidecar (micro-wakeword ships okay_nabu.json beside okay_nabu.tflite): not ours
+        log.info("%s beside the model is not a tfedge manifest: ignored", path.name)
         return None
-    if claimed != FORMAT:
+    if data.get("format") != FORMAT:
         raise BadInput(f"{path.name} is not a tfedge manifest (format {FORMAT} expected)")
     missing = [key for key in REQUIRED_KEYS if key not in data]
     if missing:

@@ -8,6 +8,7 @@ preprocessing); quantized tensors are quantized/dequantized here with the tensor
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,6 +198,13 @@ class Model:
             return EnvironmentMissing(
                 f"runtime {self.runtime.name} {self.runtime.version} cannot run {self.path.name}: {detail}",
                 hint="use ai-edge-litert (pip install ai-edge-litert), which supports current op versions",
+            )
+        custom = re.search(r"unresolved custom op: (\w+)", detail)
+        if custom:  # e.g. MediaPipe's Landmarks2TransformMatrix: registered by MediaPipe's own runtime only
+            return EnvironmentMissing(
+                f"runtime {self.runtime.name} {self.runtime.version} cannot run {self.path.name}: it uses the "
+                f"custom op {custom.group(1)}, which this runtime does not have",
+                hint="run it where the op's implementation is registered (the framework that made the model)",
             )
         dynamic = [spec for spec in getattr(self, "inputs", ()) if spec.dynamic]
         hint = None

@@ -85,8 +85,8 @@ def _named(model: Model, loaded: InputFile, position: int | None) -> dict[int, n
 
 def fit(value: np.ndarray, spec: TensorSpec, target, origin: str) -> np.ndarray:
     """`value` shaped for an input: as it is, with leading 1s added (a [N] wave for [1, N]) or removed, or
-    leading 1s and one trailing 1 added (a mono channel: [N] for [1, N, 1], [H, W] for [1, H, W, 1]), to
-    match `target` (a settled shape) or else the input's shape signature. BadInput when nothing fits."""
+    with one trailing 1 added too (a [N] wave for [1, N, 1]), to match `target` (a settled shape) or else
+    the input's shape signature. BadInput when nothing fits."""
     value = np.asarray(value)
     if value.dtype.kind not in "biuf":
         raise BadInput(f"{origin}: {value.dtype.name} values cannot feed input {spec.key!r} ({spec.dtype.name})")
@@ -99,12 +99,14 @@ def fit(value: np.ndarray, spec: TensorSpec, target, origin: str) -> np.ndarray:
     while len(shape) < len(spec.shape):
         shape = (1, *shape)
         candidates.append(shape)
-    if len(spec.shape) - value.ndim >= 2:  # and a trailing channel: a [N] wave for [1, N, 1], [H, W] for NHWC
-        candidates.append((1,) * (len(spec.shape) - value.ndim - 1) + value.shape + (1,))
     shape = value.shape
     while shape and shape[0] == 1 and len(shape) > len(spec.shape):
         shape = shape[1:]
         candidates.append(shape)
+    shape = (*value.shape, 1)  # a channel axis
+    while len(shape) <= len(spec.shape):
+        candidates.append(shape)
+        shape = (1, *shape)
     for candidate in candidates:
         if (tuple(candidate) == tuple(target)) if target is not None else fits(candidate, spec.shape):
             return value.reshape(candidate)
