@@ -295,3 +295,45 @@ def test_another_tools_sidecar_json_is_ignored_but_a_broken_tfedge_manifest_is_n
     copy = shutil.copy(path, tmp_path / path.name)
     (tmp_path / "okay_nabu.json").write_text(json.dumps({"format": "tfedge-manifest/9", "model": path.name}))
     assert_clean_error(tfedge_run("info", copy), 2, "okay_nabu.json is not a tfedge manifest", "tfedge-manifest/1")
+
+
+# Converter sources: calibration and verification data are real (faces for FER, the singing voice for Basic
+# Pitch); int8 calibrates on part of them and is verified on the rest (held out).
+CONVERT_FLOORS = {  # minimum cosine to the source over the verification samples; measured in the comments
+    ("fer-emotion-h5", "float32"): 0.9999,  # 1.00000
+    ("fer-emotion-h5", "dynamic"): 0.98,  # 0.991
+    ("fer-emotion-h5", "int8"): 0.95,  # 0.98
+    ("basic-pitch-savedmodel", "float32"): 0.9999,  # 1.00000
+    ("basic-pitch-savedmodel", "dynamic"): 0.98,  # 0.993
+    ("basic-pitch-savedmodel", "int8"): 0.80,  # 0.874: full int8 hurts this audio model (see the docs table)
+}
+
+
+@pytest.fixture(scope="module")
+def source_data(tmp_path_factory):
+    """{source name: .npy of real input tensors}: 32 face crops; 12 two-second windows of the recording."""
+    directory = tmp_path_factory.mktemp("thirdparty_sources")
+    np.save(directory / "faces.npy", inputs.face_crops(32))
+    np.save(directory / "voice.npy", inputs.audio_windows(12, 43844, 22050))
+    return {"fer-emotion-h5": directory / "faces.npy", "basic-pitch-savedmodel": directory / "voice.npy"}
+
+
+@pytest.mark.slow  # six real conversions: 10-30 s each on this shared 2-core machine
+@pytest.mark.parametrize("mode", ["float32", "dynamic", "int8"])
+@pytest.mark.parametrize("name", SOURCES)
+def test_a_real_source_converts_and_verifies_on_real_data(damaged, source_data, tmp_path, name, mode):
+    from tfedge.convert.pipeline import ConvertRequest, convert
+
+    source = model_file(name, damaged)
+    data = str(source_data[name])
+    request = ConvertRequest(source=str(source), output=tmp_path / f"{name}_{mode}.tflite", mode=mode,
+                             show_progress=False, **({"calib": data} if mode == "int8" else {"verify_data": data}))
+    result = convert(request)
+    figures = json.loads((tmp_path / f"{name}_{mode}.json").read_text())["verification"]
+    assert figures["real_data"] is True
+    assert figures["split"] == ("held-out" if mode == "int8" else "not calibrated"), figures["split"]
+    if mode == "int8":  # no sample both calibrates and verifies
+        assert not set(figures["calibration_ids"]) & set(figures["verification_ids"])
+    bare = inputs.bare_details(result["output"])
+    assert set(figures["outputs"]) == {d["key"] for d in bare["outputs"]}  # every output, by name
+    assert figures["cosine_min"] >= CONVERT_FLOORS[(name, mode)], figures
