@@ -219,7 +219,7 @@ def test_eval_pairs_a_tflite_with_its_source_by_name(detector, tmp_path):
 
 
 def test_bundle_sample_stored_by_name_and_checked_on_the_device(detector, tmp_path):
-    from tfedge_device.bundle import SAMPLE_EXPECTED, SAMPLE_INPUT
+    from tfedge_device.bundle import SAMPLE_EXPECTED, SAMPLE_INPUT, load_arrays
     from tfedge_device.commands.verify import verify_bundle
 
     from tfedge.ship.bundle import BundleRequest, bundle
@@ -231,13 +231,21 @@ def test_bundle_sample_stored_by_name_and_checked_on_the_device(detector, tmp_pa
         np.savez(tmp_path / "sample.npz", alpha=data["alpha"][5], zeta=data["zeta"][5])
     bundled = tmp_path / "detector.tfedge"
     bundle(BundleRequest(models=[out], output=bundled, sample=tmp_path / "sample.npz"))
-    with np.load(bundled / SAMPLE_INPUT) as stored, np.load(calib) as data:
-        assert sorted(stored.files) == ["alpha", "zeta"]
-        assert np.array_equal(stored["zeta"][0], data["zeta"][5])
-    with np.load(bundled / SAMPLE_EXPECTED) as expected:
-        assert sorted(expected.files) == ["boxes", "label", "scores"]
+    sample = json.loads((bundled / "bundle.json").read_text())["sample"]
+    model = Model(out)
+    assert sample["inputs"] == [spec.key for spec in model.inputs] and sorted(sample["inputs"]) == ["alpha", "zeta"]
+    assert sample["outputs"] == [spec.key for spec in model.outputs]
+    stored = load_arrays(bundled / SAMPLE_INPUT)
+    with np.load(calib) as data:
+        assert np.array_equal(stored[sample["inputs"].index("zeta")][0], data["zeta"][5])
     report = verify_bundle(bundled)
     assert report["sample"]["ok"] and report["sample"]["max_abs_diff"] == 0.0
+
+    # on the device, by name: the arrays come back in the order of the tensors asked for
+    outputs = load_arrays(bundled / SAMPLE_EXPECTED, list(reversed(model.outputs)), sample["outputs"])
+    expected = model.predict(*load_arrays(bundled / SAMPLE_INPUT, model.inputs, sample["inputs"]))
+    for got, want in zip(outputs, reversed(expected)):
+        assert np.array_equal(got, want)
 
 
 # -- honest verification ------------------------------------------------------------------------------------

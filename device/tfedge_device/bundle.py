@@ -258,41 +258,38 @@ def open_model_path(path: str | Path, edgetpu: bool | None = None) -> OpenedMode
     return OpenedModel(model_path, variant_manifest(bundle, variant), variant == "edgetpu", note)
 
 
-def save_arrays(path: Path, arrays, prefix: str, names=None) -> None:
-    """Arrays -> one .npz, written atomically: keyed by `names` (the tensors' signature names), else
-    input_0, input_1, ... in order (bundles before tensors were named)."""
+def save_arrays(path: Path, arrays, prefix: str) -> None:
+    """Arrays -> one .npz (keys input_0, input_1, ... in order), written atomically. Their names go in
+    bundle.json's sample entry (`inputs`, `outputs`), so a tfedge-run that reads keys by position still can."""
     import io
 
     import numpy as np
 
     from .fileio import write_bytes
 
-    arrays = [np.asarray(a) for a in arrays]
-    if not names or len(set(names)) != len(arrays):
-        names = [f"{prefix}_{i}" for i in range(len(arrays))]
     buffer = io.BytesIO()
-    np.savez(buffer, **dict(zip(names, arrays)))
+    np.savez(buffer, **{f"{prefix}_{i}": np.asarray(a) for i, a in enumerate(arrays)})
     write_bytes(path, buffer.getvalue())
 
 
-def load_arrays(path: Path, specs=None) -> list:
-    """A stored sample's arrays. `specs` (a Model's inputs or outputs): in their order, paired by name
-    (TensorSpec.key); without them, or for a bundle with positional keys (input_0 ...), in stored order."""
+def load_arrays(path: Path, specs=None, names=None) -> list:
+    """A stored sample's arrays, in stored order; with `specs` (a Model's inputs or outputs) and `names` (the
+    stored arrays' tensor names, from bundle.json), in the specs' order, paired by name (TensorSpec.key):
+    the variants of a bundle may order their tensors differently."""
     import numpy as np
 
     try:
         with np.load(path, allow_pickle=False) as loaded:
-            keys = list(loaded.files)
-            if specs is not None and len(specs) == len(keys) and all(spec.key in keys for spec in specs):
-                keys = [spec.key for spec in specs]
-            elif all(key.rsplit("_", 1)[-1].isdigit() for key in keys):
-                keys = sorted(keys, key=lambda k: int(k.rsplit("_", 1)[-1]))
-            elif specs is not None and len(specs) > 1:
-                raise BadInput(f"bundle sample {path.name} holds {keys}, which do not name the model's tensors "
-                               f"{[spec.key for spec in specs]}")
-            return [loaded[key] for key in keys]
+            keys = sorted(loaded.files, key=lambda k: int(k.rsplit("_", 1)[-1]))
+            arrays = [loaded[key] for key in keys]
     except (ValueError, OSError, KeyError) as err:
         raise BadInput(f"bundle sample {path.name} is not readable: {err}") from None
+    if specs is None or not names or len(specs) < 2:
+        return arrays
+    if len(names) != len(arrays) or sorted(names) != sorted(spec.key for spec in specs):
+        raise BadInput(f"bundle sample {path.name} holds {list(names)}, which do not name the model's tensors "
+                       f"{[spec.key for spec in specs]}")
+    return [arrays[list(names).index(spec.key)] for spec in specs]
 
 
 def compare_sample(outputs, expected, specs, variant: str) -> dict:

@@ -104,7 +104,9 @@ def refuse_unchecked_budget(request: ConvertRequest, why: str) -> None:
 
 def conversion_samples(request: ConvertRequest, mode, source: SourceModel, preset) -> SampleSets:
     """Calibration samples (required by calibrated modes) and the verification samples, held out of them."""
-    load = lambda spec, count: load_samples(spec, source, count, preset, request.show_progress)  # noqa: E731
+    def load(spec: str, count: int) -> Samples:
+        return load_samples(spec, source, count, preset, request.show_progress)
+
     wanted = request.verify_count
     separate = load(request.verify_data, wanted) if request.verify_data and wanted else None
     if not mode.needs_calibration:

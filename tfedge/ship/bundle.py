@@ -209,9 +209,11 @@ def build_bundle_dir(request: BundleRequest, root: Path) -> dict:
         inputs, origin = sample_arrays(request, model, manifest)
         expected = model.predict(*inputs)
         (root / "sample").mkdir()
-        save_arrays(root / SAMPLE_INPUT, inputs, "input", [spec.key for spec in model.inputs])
-        save_arrays(root / SAMPLE_EXPECTED, expected, "output", [spec.key for spec in model.outputs])
+        save_arrays(root / SAMPLE_INPUT, inputs, "input")
+        save_arrays(root / SAMPLE_EXPECTED, expected, "output")
         data["sample"] = {"input": SAMPLE_INPUT, "expected": SAMPLE_EXPECTED, "origin": origin,
+                          "inputs": [spec.key for spec in model.inputs],  # the arrays' tensor names, in order
+                          "outputs": [spec.key for spec in model.outputs],
                           "computed_with": f"cpu variant, {model.runtime.name} {model.runtime.version}",
                           "tolerance": TOLERANCES}
     elif request.sample is not None:

@@ -59,8 +59,9 @@ def verify_bundle(path, edgetpu: bool | None = None, threads: int | None = None,
                                     f"op kinds)")
     if sample:
         model = models[variant]
-        inputs = load_arrays(bundle.path(sample["input"]), model.inputs)  # by name: variants may order them
-        expected = load_arrays(bundle.path(sample["expected"]), model.outputs)  # differently
+        inputs = load_arrays(bundle.path(sample["input"]), model.inputs, sample.get("inputs"))  # by name: the
+        expected = load_arrays(bundle.path(sample["expected"]), model.outputs, sample.get("outputs"))  # variants
+        # may order their tensors differently
         started = time.perf_counter()
         outputs = model.predict(*inputs)
         elapsed_ms = (time.perf_counter() - started) * 1000
