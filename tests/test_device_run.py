@@ -407,7 +407,7 @@ def test_another_projects_json_sidecar_is_not_a_manifest(built, tmp_path):
 
 
 def test_verify_takes_input_shape(tfedge_run, built, tmp_path):
-    from tfedge.bundle import BundleRequest, bundle
+    from tfedge.ship.bundle import BundleRequest, bundle
 
     np.save(tmp_path / "f.npy", np.linspace(-1, 1, 6, dtype=np.float32)[None])
     bundle(BundleRequest(models=[built["multi"]], output=tmp_path / "multi.tfedge", sample=tmp_path / "f.npy"))
