@@ -134,6 +134,10 @@ def test_info_shows_runtime_tensors_quantization_and_manifest(tfedge_run, digits
     assert info["runtime"]["runtime"] == "litert" and info["model"]["needs_edgetpu_delegate"] is False
     assert info["model"]["inputs"][0]["real_range"] == [0.0, 1.0]
     assert info["manifest"]["labels"] == [str(i) for i in range(10)]
+    # read without allocating: the shape signature (static here) and the SignatureDef names
+    assert info["model"]["inputs"][0]["shape_signature"] == [1, 8, 8, 1]
+    assert info["model"]["inputs"][0]["signature_name"] and info["model"]["outputs"][0]["signature_name"]
+    assert "default_shape" not in info["model"]["inputs"][0]  # only dynamic inputs get one
 
 
 def test_bench_reports_benchmark_model_statistics(tfedge_run, digits_int8):
@@ -147,6 +151,7 @@ def test_bench_reports_benchmark_model_statistics(tfedge_run, digits_int8):
     assert report["init_us"] > 0 and report["first_inference_us"] > 0 and report["warmup_avg_us"] > 0
     assert report["peak_rss_mb"] > 0 and "approximate" in report["memory_note"]
     assert report["model_size_bytes"] == digits_int8.stat().st_size
+    assert report["input_shapes"] == [[1, 8, 8, 1]]
     text = tfedge_run("bench", digits_int8, "--runs", "5")
     assert "count=5 first=" in text.stdout and "Inference timings in us: Init:" in text.stdout, text
 

@@ -423,3 +423,31 @@ def test_detect_equals_the_cli(tmp_path, tfedge_run):
         assert status == 400 and "takes images" in body["error"]
     finally:
         assert served.stop() == 0
+
+
+def test_a_real_dynamic_input_model_takes_each_request_at_its_shape(tmp_path):
+    """openWakeWord's melspectrogram front-end (signature [-1, -1], another project's model, fetched by
+    tools/setup): each :predict runs at the request's shape, equal to a bare LiteRT interpreter resized so."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = Path(__file__).resolve().parents[1] / ".cache" / "thirdparty" / "pyopen-wakeword" / "melspectrogram.tflite"
+    assert model.is_file(), "run tools/setup: it fetches the third-party models"
+    audio = np.sin(np.linspace(0, 400 * np.pi, 2560, dtype=np.float32)) * 1000
+    served = Served(tmp_path, f"mel={model}")
+    try:
+        for samples in (1280, 2560):
+            interpreter = Interpreter(model_path=str(model))
+            index = interpreter.get_input_details()[0]["index"]
+            interpreter.resize_tensor_input(index, [1, samples])
+            interpreter.allocate_tensors()
+            interpreter.set_tensor(index, audio[None, :samples])
+            interpreter.invoke()
+            expected = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+            status, _, body = served.request("POST", "/v1/models/mel:predict", {"inputs": audio[None, :samples].tolist()})
+            assert status == 200, body
+            np.testing.assert_allclose(np.asarray(body["outputs"]), expected, rtol=1e-5, atol=1e-4)
+        status, _, meta = served.request("GET", "/v1/models/mel/metadata")
+        (tensor,) = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"].values()
+        assert [int(d["size"]) for d in tensor["tensor_shape"]["dim"]] == [-1, -1]
+    finally:
+        assert served.stop() == 0

@@ -19,7 +19,9 @@ import numpy as np
 
 from .doctor import GOVERNOR_FIX, governor_warning
 from .guard import vet
+from .manifest import find_manifest
 from .model import Model
+from .shapes import resolve_input_shapes
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +91,11 @@ def _timed_invoke(model: Model) -> float:
 
 
 def benchmark(
-    model, runs: int = 50, warmup: int = 5, threads: int | None = None, edgetpu: bool = False
+    model, runs: int = 50, warmup: int = 5, threads: int | None = None, edgetpu: bool = False, input_shapes=()
 ) -> dict:
-    """Measure `model` (a Model, or a .tflite path loaded here so Init is timed too).
+    """Measure `model` (a Model, or a .tflite path loaded here so Init is timed too). input_shapes:
+    `--input-shape` texts for a path's dynamic inputs (shapes.resolve_input_shapes: else the manifest's
+    default, a dynamic batch 1; any other dynamic dimension is refused, naming the input).
 
     Returns a dict: model_size_bytes, init_us (None when a loaded Model was given), first_inference_us,
     warmup_avg_us, inference (timing_stats of the `runs` timed invocations), rss_start_mb, peak_rss_mb,
@@ -105,8 +109,10 @@ def benchmark(
     init_us = None
     if not isinstance(model, Model):
         vet(model, edgetpu)  # the guard's one-off crash probe is not part of Init (guard.py)
+        manifest, _ = find_manifest(model)
         started = time.perf_counter()
-        model = Model(model, threads=threads, edgetpu=edgetpu)
+        model = Model(model, threads=threads, edgetpu=edgetpu, allocate=False)
+        model.allocate(resolve_input_shapes(model, input_shapes, manifest))
         init_us = round((time.perf_counter() - started) * 1e6, 1)
     rss_init = rss_mb()
     model.set_inputs(random_inputs(model))
@@ -120,6 +126,7 @@ def benchmark(
         "model_size_bytes": len(model.model_bytes),
         "runtime": f"{model.runtime.name} {model.runtime.version}",
         "edgetpu": model.edgetpu,
+        "input_shapes": [list(shape) for shape in model.input_shapes],
         "init_us": init_us,
         "first_inference_us": round(first_us, 1),
         "warmup_avg_us": round(float(np.mean(warmup_us)), 1) if warmup_us else None,
@@ -143,6 +150,7 @@ def format_result(result: dict) -> str:
         [
             f"  The input model file size (MB): {result['model_size_bytes'] / 1e6:.6g}",
             f"  Runtime: {result['runtime']}{' + Edge TPU delegate' if result.get('edgetpu') else ''}",
+            f"  Input shapes: {'; '.join(str(shape) for shape in result['input_shapes'])}",
             f"  count={stats['count']} first={_us(stats['first'])} min={_us(stats['min'])} max={_us(stats['max'])} "
             f"avg={_us(stats['avg'])} std={_us(stats['std'])} "
             + " ".join(f"p{q}={_us(stats[f'p{q}'])}" for q in PERCENTILES),

@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import BadInput
 from .labels import check_labels, read_labels
-from .manifest import manifest_path, read_manifest
+from .manifest import find_manifest
 from .model import Model, TensorSpec
 from .preprocess import ImageSpec, load_image
 
@@ -67,19 +67,6 @@ class Classified:
             "preprocess_ms": round(self.preprocess_ms, 3),
             "inference_ms": [round(t, 3) for t in self.inference_ms],
         }
-
-
-def find_manifest(model_path: Path) -> tuple[dict | None, str | None]:
-    """(manifest, where it came from). An Edge TPU model `X_edgetpu.tflite` without its own manifest uses the
-    CPU model's `X.json` (edgetpu_compiler keeps I/O tensors and preprocessing; the hash check is skipped)."""
-    manifest = read_manifest(model_path)
-    if manifest is not None:
-        return manifest, manifest_path(model_path).name
-    if model_path.stem.endswith("_edgetpu"):
-        sibling = model_path.with_name(model_path.stem[: -len("_edgetpu")] + ".tflite")
-        if manifest_path(sibling).exists():
-            return read_manifest(sibling, check_hash=False), manifest_path(sibling).name
-    return None, None
 
 
 def image_input(model: Model) -> TensorSpec:

@@ -58,3 +58,11 @@ def add_preprocess(parser) -> None:
 
     parser.add_argument("--preset", choices=sorted(PRESETS), help="Override the normalisation preset.")
     parser.add_argument("--resize", choices=sorted(RESAMPLE), help="Override the resize filter.")
+
+
+def add_input_shape(parser) -> None:
+    """--input-shape NAME:DIMS (repeatable), benchmark_model's --input_layer_shape meaning."""
+    parser.add_argument(
+        "--input-shape", dest="input_shapes", action="append", default=[], metavar="NAME:DIMS",
+        help="Shape of a dynamic input, e.g. audio:1,16000 (NAME: signature or tensor name; a bare 1,16000 "
+             "for a single-input model). Repeat for several inputs.")

@@ -43,8 +43,8 @@ def run(args) -> int:
         raise BadInput("no frames to read: give --video FILE or --camera N")
     cv2_module()  # exit 3 with the install hint before loading anything
     resolve_model_args(args, edgetpu_allowed=False)
-    from ..classify import find_manifest
     from ..detect import TASK as DETECTION
+    from ..manifest import find_manifest
 
     manifest, _ = find_manifest(Path(args.model))
     task = args.task or ("detect" if (manifest or {}).get("task") == DETECTION else "classify")

@@ -26,25 +26,6 @@ from .tfserving import RequestError
 
 log = logging.getLogger(__name__)
 
-SIGNATURE = "serving_default"
-
-
-def signature_names(model: Model) -> tuple[list[str], list[str]]:
-    """Input and output names in the model's tensor order: the SignatureDef's names where the .tflite has one
-    (what `tfedge convert` and the TF converter write), else the tensor names."""
-    inputs = [spec.name for spec in model.inputs]
-    outputs = [spec.name for spec in model.outputs]
-    full = getattr(model.interpreter, "_get_full_signature_list", None)
-    signatures = full() if full else {}
-    signature = signatures.get(SIGNATURE) or (next(iter(signatures.values())) if len(signatures) == 1 else None)
-    if signature:
-        by_index = {index: name for name, index in signature.get("inputs", {}).items()}
-        inputs = [by_index.get(spec.index, spec.name) for spec in model.inputs]
-        by_index = {index: name for name, index in signature.get("outputs", {}).items()}
-        outputs = [by_index.get(spec.index, spec.name) for spec in model.outputs]
-    return inputs, outputs
-
-
 def fingerprint(path: Path) -> tuple:
     """Changes whenever a deploy swaps the bundle (a new directory inode, a new SHA256SUMS) or the file."""
     try:
@@ -108,6 +89,12 @@ class Worker:
     @staticmethod
     def _run(model: Model, arrays: list[np.ndarray]) -> list[np.ndarray]:
         try:
+            if any(spec.dynamic for spec in model.inputs):  # allocated at each request's shapes
+                shapes = [tuple(array.shape) for array in arrays]
+                if not model.allocated or shapes != model.input_shapes:
+                    model.allocate(shapes)
+            elif not model.allocated:
+                model.allocate()
             return model.predict(*arrays)
         except BadInput as err:  # wrong shape or dtype for the model
             raise RequestError(err.message) from None
@@ -131,14 +118,16 @@ class Version:
         self.pool: queue.Queue[Worker] = queue.Queue()
         first = Worker(self)
         self.probe_model: Model = first.task("predict")  # loads now: a broken version never goes live
-        self.input_names, self.output_names = signature_names(self.probe_model)
+        # TF Serving's names: the SignatureDef's (the converter writes them), else the tensor names
+        self.input_names = [spec.key for spec in self.probe_model.inputs]
+        self.output_names = [spec.key for spec in self.probe_model.outputs]
         self.pool.put(first)
         for _ in range(self.workers - 1):
             self.pool.put(Worker(self))
 
     def build(self, task: str):
         if task == "predict":
-            return Model(self.model_path, threads=self.threads, edgetpu=self.edgetpu)
+            return Model(self.model_path, threads=self.threads, edgetpu=self.edgetpu, allocate=False)
         if task == "classify":
             from ..classify import Classifier
 
