@@ -9,18 +9,19 @@ are in microseconds. Memory is the process's peak RSS, which the tool itself con
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import resource
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
+from .doctor import GOVERNOR_FIX, governor_warning
 from .guard import vet
+from .manifest import find_manifest
 from .model import Model
+from .shapes import resolve_input_shapes
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,6 @@ MEMORY_NOTE = (
     "approximate: peak resident memory of the whole process (Python, numpy and the runtime "
     "included), as benchmark_model says of its own figures"
 )
-GOVERNOR_GLOB = "/sys/devices/system/cpu/cpu*/cpufreq/scaling_governor"
 PERCENTILES = (50, 90, 99)
 
 
@@ -45,28 +45,6 @@ def peak_rss_mb() -> float:
     """Peak resident memory of this process in MB (ru_maxrss: KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
-
-
-def cpu_governors() -> list[str]:
-    """The CPU frequency governors in use (empty where cpufreq is not exposed, e.g. in many VMs)."""
-    found = set()
-    for path in glob.glob(GOVERNOR_GLOB):
-        try:
-            found.add(Path(path).read_text().strip())
-        except OSError:
-            continue
-    return sorted(found)
-
-
-def governor_warning() -> str | None:
-    """benchmark_model's advice: timings vary with frequency scaling unless the governor is `performance`."""
-    governors = cpu_governors()
-    if governors and governors != ["performance"]:
-        return (
-            f"CPU frequency governor is {', '.join(governors)}, not performance: timings may vary "
-            "(echo performance | sudo tee /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor)"
-        )
-    return None
 
 
 def random_inputs(model: Model, seed: int = 0) -> list[np.ndarray]:
@@ -113,9 +91,11 @@ def _timed_invoke(model: Model) -> float:
 
 
 def benchmark(
-    model, runs: int = 50, warmup: int = 5, threads: int | None = None, edgetpu: bool = False
+    model, runs: int = 50, warmup: int = 5, threads: int | None = None, edgetpu: bool = False, input_shapes=()
 ) -> dict:
-    """Measure `model` (a Model, or a .tflite path loaded here so Init is timed too).
+    """Measure `model` (a Model, or a .tflite path loaded here so Init is timed too). input_shapes:
+    `--input-shape` texts for a path's dynamic inputs (shapes.resolve_input_shapes: else the manifest's
+    default, a dynamic batch 1; any other dynamic dimension is refused, naming the input).
 
     Returns a dict: model_size_bytes, init_us (None when a loaded Model was given), first_inference_us,
     warmup_avg_us, inference (timing_stats of the `runs` timed invocations), rss_start_mb, peak_rss_mb,
@@ -129,21 +109,24 @@ def benchmark(
     init_us = None
     if not isinstance(model, Model):
         vet(model, edgetpu)  # the guard's one-off crash probe is not part of Init (guard.py)
+        manifest, _ = find_manifest(model)
         started = time.perf_counter()
-        model = Model(model, threads=threads, edgetpu=edgetpu)
+        model = Model(model, threads=threads, edgetpu=edgetpu, allocate=False)
+        model.allocate(resolve_input_shapes(model, input_shapes, manifest))
         init_us = round((time.perf_counter() - started) * 1e6, 1)
     rss_init = rss_mb()
     model.set_inputs(random_inputs(model))
     first_us = _timed_invoke(model)
     warmup_us = [_timed_invoke(model) for _ in range(warmup)]
     timed_us = [_timed_invoke(model) for _ in range(runs)]
-    warnings = [w for w in (governor_warning(),) if w]
+    warnings = [f"{w} ({GOVERNOR_FIX})" for w in (governor_warning(),) if w]
     for warning in warnings:
         log.warning(warning)
     return {
         "model_size_bytes": len(model.model_bytes),
         "runtime": f"{model.runtime.name} {model.runtime.version}",
         "edgetpu": model.edgetpu,
+        "input_shapes": [list(shape) for shape in model.input_shapes],
         "init_us": init_us,
         "first_inference_us": round(first_us, 1),
         "warmup_avg_us": round(float(np.mean(warmup_us)), 1) if warmup_us else None,
@@ -167,6 +150,7 @@ def format_result(result: dict) -> str:
         [
             f"  The input model file size (MB): {result['model_size_bytes'] / 1e6:.6g}",
             f"  Runtime: {result['runtime']}{' + Edge TPU delegate' if result.get('edgetpu') else ''}",
+            f"  Input shapes: {'; '.join(str(shape) for shape in result['input_shapes'])}",
             f"  count={stats['count']} first={_us(stats['first'])} min={_us(stats['min'])} max={_us(stats['max'])} "
             f"avg={_us(stats['avg'])} std={_us(stats['std'])} "
             + " ".join(f"p{q}={_us(stats[f'p{q}'])}" for q in PERCENTILES),

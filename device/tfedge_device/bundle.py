@@ -259,7 +259,8 @@ def open_model_path(path: str | Path, edgetpu: bool | None = None) -> OpenedMode
 
 
 def save_arrays(path: Path, arrays, prefix: str) -> None:
-    """Arrays -> one .npz (keys input_0, input_1, ... in order), written atomically."""
+    """Arrays -> one .npz (keys input_0, input_1, ... in order), written atomically. Their names go in
+    bundle.json's sample entry (`inputs`, `outputs`), so a tfedge-run that reads keys by position still can."""
     import io
 
     import numpy as np
@@ -271,15 +272,24 @@ def save_arrays(path: Path, arrays, prefix: str) -> None:
     write_bytes(path, buffer.getvalue())
 
 
-def load_arrays(path: Path) -> list:
+def load_arrays(path: Path, specs=None, names=None) -> list:
+    """A stored sample's arrays, in stored order; with `specs` (a Model's inputs or outputs) and `names` (the
+    stored arrays' tensor names, from bundle.json), in the specs' order, paired by name (TensorSpec.key):
+    the variants of a bundle may order their tensors differently."""
     import numpy as np
 
     try:
         with np.load(path, allow_pickle=False) as loaded:
             keys = sorted(loaded.files, key=lambda k: int(k.rsplit("_", 1)[-1]))
-            return [loaded[key] for key in keys]
+            arrays = [loaded[key] for key in keys]
     except (ValueError, OSError, KeyError) as err:
         raise BadInput(f"bundle sample {path.name} is not readable: {err}") from None
+    if specs is None or not names or len(specs) < 2:
+        return arrays
+    if len(names) != len(arrays) or sorted(names) != sorted(spec.key for spec in specs):
+        raise BadInput(f"bundle sample {path.name} holds {list(names)}, which do not name the model's tensors "
+                       f"{[spec.key for spec in specs]}")
+    return [arrays[list(names).index(spec.key)] for spec in specs]
 
 
 def compare_sample(outputs, expected, specs, variant: str) -> dict:

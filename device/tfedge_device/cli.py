@@ -24,8 +24,13 @@ PROG = "tfedge-run"
 COMMANDS = {
     "bench": "bench",
     "classify": "classify",
+    "detect": "detect",
+    "doctor": "doctor",
     "embed": "embed",
     "info": "info",
+    "run": "run",
+    "serve": "serve",
+    "stream": "stream",
     "verify": "verify",
 }
 
@@ -33,8 +38,13 @@ COMMANDS = {
 SUMMARIES = {
     "bench": "latency percentiles, peak memory and size of a model (benchmark_model style)",
     "classify": "classify images (pycoral's classify_image conventions), or texts with --text",
+    "detect": "detect objects in images: SSD, YOLO and end-to-end layouts, boxes in the image's pixels",
+    "doctor": "will inference (and the Edge TPU) work here: each check with a fix; exit 3 when not ready",
     "embed": "sentence embeddings with a text model",
     "info": "runtime in use, the model's inputs/outputs and quantization, its manifest",
+    "run": "any model: tensors from .npy/.npz/.json/.wav in, named outputs out; stateful sequences",
+    "serve": "serve models over HTTP: TensorFlow Serving's REST API plus :classify, :detect and :embed",
+    "stream": "a video file or camera through a classifier or detector, pipelined; JSON lines",
     "verify": "check a bundle's checksums and that it runs here",
 }
 

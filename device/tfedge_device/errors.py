@@ -37,7 +37,7 @@ class EnvironmentMissing(TfedgeError):
 
 
 class BudgetNotMet(TfedgeError):
-    """The work was done but a requested budget (accuracy, size, latency) was not met: exit 4."""
+    """The work was done but a requested budget was not met: exit 4 (budgets: tfedge.errors lists them)."""
 
     exit_code = BUDGET
 

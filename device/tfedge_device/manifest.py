@@ -8,6 +8,7 @@ The device reads it so a user never restates preprocessing or labels.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from .errors import BadInput
@@ -15,6 +16,8 @@ from .fileio import sha256_file, write_text
 
 FORMAT = "tfedge-manifest/1"
 REQUIRED_KEYS = ("format", "model", "model_sha256", "inputs", "outputs")
+
+log = logging.getLogger(__name__)
 
 
 def manifest_path(model_path: str | Path) -> Path:
@@ -28,8 +31,9 @@ def write_manifest(model_path: str | Path, manifest: dict) -> Path:
 
 
 def read_manifest(model_path: str | Path, check_hash: bool = True) -> dict | None:
-    """The manifest beside `model_path`, or None when there is none. Raises BadInput when it is broken
-    or does not belong to the model (hash mismatch)."""
+    """The manifest beside `model_path`, or None when there is none (a JSON file there that is not a tfedge
+    manifest, e.g. another project's sidecar, counts as none). Raises BadInput when it is broken, of another
+    format version, or does not belong to the model (hash mismatch)."""
     path = manifest_path(model_path)
     if not path.exists():
         return None
@@ -37,7 +41,11 @@ def read_manifest(model_path: str | Path, check_hash: bool = True) -> dict | Non
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BadInput(f"manifest {path.name} is not valid JSON: {err}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    if not isinstance(data, dict) or not str(data.get("format", "")).startswith("tfedge-manifest"):
+        # another project's sidecar (micro-wakeword ships okay_nabu.json beside okay_nabu.tflite): not ours
+        log.info("%s beside the model is not a tfedge manifest: ignored", path.name)
+        return None
+    if data.get("format") != FORMAT:
         raise BadInput(f"{path.name} is not a tfedge manifest (format {FORMAT} expected)")
     missing = [key for key in REQUIRED_KEYS if key not in data]
     if missing:
@@ -48,3 +56,17 @@ def read_manifest(model_path: str | Path, check_hash: bool = True) -> dict | Non
             hint="re-run `tfedge convert`, or remove the stale manifest",
         )
     return data
+
+
+def find_manifest(model_path: str | Path) -> tuple[dict | None, str | None]:
+    """(manifest, where it came from). An Edge TPU model `X_edgetpu.tflite` without its own manifest uses the
+    CPU model's `X.json` (edgetpu_compiler keeps I/O tensors and preprocessing; the hash check is skipped)."""
+    model_path = Path(model_path)
+    manifest = read_manifest(model_path)
+    if manifest is not None:
+        return manifest, manifest_path(model_path).name
+    if model_path.stem.endswith("_edgetpu"):
+        sibling = model_path.with_name(model_path.stem[: -len("_edgetpu")] + ".tflite")
+        if manifest_path(sibling).exists():
+            return read_manifest(sibling, check_hash=False), manifest_path(sibling).name
+    return None, None

@@ -8,24 +8,31 @@ preprocessing); quantized tensors are quantized/dequantized here with the tensor
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import runtime as runtimes  # runtimes.load_edgetpu_delegate looked up per call: the one delegate seam
 from .errors import BadInput, EnvironmentMissing
-from .guard import TFLITE_MAGIC, probe, read_model_bytes  # noqa: F401 - re-exported
+from .guard import TFLITE_MAGIC, probe, read_model_bytes  # noqa: F401 - TFLITE_MAGIC, read_model_bytes re-exported
 from .quiet import quiet_native
-from .runtime import EDGETPU_INSTALL_HINT, Runtime, get_runtime, load_edgetpu_delegate
+from .runtime import EDGETPU_INSTALL_HINT, Runtime, get_runtime
 
 EDGETPU_CUSTOM_OP = b"edgetpu-custom-op"
+# Ops that keep state in resource variables between invocations (TF's tf.Variable with
+# converter.experimental_enable_resource_variables; streaming keyword spotters).
+STATE_OPS = frozenset({"VAR_HANDLE", "ASSIGN_VARIABLE", "READ_VARIABLE", "CALL_ONCE"})
 # What the runtime's Python layer raises on a damaged model it did not crash on (names it cannot decode...).
 _LOAD_ERRORS = (ValueError, RuntimeError, UnicodeDecodeError, TypeError, IndexError, KeyError)
 
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """One input or output tensor. shape: tuple of ints (-1 where dynamic); dtype: numpy dtype."""
+    """One input or output tensor. name: the tensor's name in the graph; shape: its shape signature, a
+    tuple of ints (-1 where dynamic); dtype: numpy dtype; signature_name: its name in the model's
+    SignatureDef (None when the model has none)."""
 
     name: str
     index: int
@@ -33,14 +40,25 @@ class TensorSpec:
     dtype: np.dtype
     scale: float = 0.0
     zero_point: int = 0
+    signature_name: str | None = None
 
     @property
     def quantized(self) -> bool:
         return self.scale != 0.0 and np.issubdtype(self.dtype, np.integer)
 
+    @property
+    def key(self) -> str:
+        """The name users see: the signature name, else the tensor name."""
+        return self.signature_name or self.name
+
+    @property
+    def dynamic(self) -> bool:
+        return any(d < 0 for d in self.shape)
+
     def to_dict(self) -> dict:
         return {
             "name": self.name,
+            "signature_name": self.signature_name,
             "shape": list(self.shape),
             "dtype": np.dtype(self.dtype).name,
             "scale": self.scale,
@@ -48,7 +66,7 @@ class TensorSpec:
         }
 
     @classmethod
-    def from_detail(cls, detail: dict) -> TensorSpec:
+    def from_detail(cls, detail: dict, signature_name: str | None = None) -> TensorSpec:
         shape = detail.get("shape_signature")
         if shape is None or len(shape) == 0:
             shape = detail["shape"]
@@ -60,7 +78,24 @@ class TensorSpec:
             dtype=np.dtype(detail["dtype"]),
             scale=float(scale),
             zero_point=int(zero_point),
+            signature_name=signature_name,
         )
+
+
+def signature_names(interpreter, inputs: list[dict], outputs: list[dict]) -> dict[int, str]:
+    """{tensor index: name} from the model's SignatureDef that covers exactly the main subgraph's inputs and
+    outputs (a model may carry others, e.g. an init signature); {} when it has none."""
+    try:
+        signatures = interpreter._get_full_signature_list()  # {key: {"inputs": {name: index}, "outputs": ...}}
+    except AttributeError:  # runtimes without signatures
+        return {}
+    wanted = ({d["index"] for d in inputs}, {d["index"] for d in outputs})
+    ordered = sorted(signatures.items(), key=lambda item: item[0] != "serving_default")
+    for _, signature in ordered:
+        found = (set(signature.get("inputs", {}).values()), set(signature.get("outputs", {}).values()))
+        if found == wanted:
+            return {index: name for kind in ("inputs", "outputs") for name, index in signature[kind].items()}
+    return {}
 
 
 @functools.cache
@@ -88,8 +123,17 @@ def dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
 
 
 def needs_edgetpu(model_bytes: bytes) -> bool:
-    """True when the model was compiled by edgetpu_compiler (it contains the Edge TPU custom op)."""
-    return EDGETPU_CUSTOM_OP in model_bytes
+    """True when the model was compiled by edgetpu_compiler: one of its operator codes is the custom op
+    `edgetpu-custom-op` (coral.ai/docs/edgetpu/compiler), read from the flatbuffer with the `tflite` schema
+    package. The name anywhere else (a buffer, metadata, a tensor name) does not count. A file without those
+    bytes at all is answered without parsing, so a CPU model's cold start does not import `tflite`."""
+    if EDGETPU_CUSTOM_OP not in model_bytes:
+        return False
+    import tflite
+
+    model = tflite.Model.GetRootAsModel(model_bytes, 0)
+    codes = (model.OperatorCodes(i) for i in range(model.OperatorCodesLength()))
+    return any(code.CustomCode() == EDGETPU_CUSTOM_OP for code in codes)
 
 
 class Model:
@@ -100,9 +144,13 @@ class Model:
       threads: interpreter threads (None: the runtime's default).
       edgetpu: load the Edge TPU delegate (needed for *_edgetpu.tflite models).
       runtime: a Runtime (default: get_runtime()).
+      input_shapes: shapes to resize inputs to before the first allocation, as `allocate` takes them.
+      allocate: False leaves the interpreter unallocated (tensors described, nothing prepared or run):
+        `tfedge-run info` reads a model with dynamic inputs this way; call `allocate` before predicting.
     """
 
-    def __init__(self, path, threads: int | None = None, edgetpu: bool = False, runtime: Runtime | None = None):
+    def __init__(self, path, threads: int | None = None, edgetpu: bool = False, runtime: Runtime | None = None,
+                 input_shapes=None, allocate: bool = True):
         self.path = Path(path)
         self.runtime = runtime or get_runtime()
         self.model_bytes = read_model_bytes(self.path)
@@ -114,37 +162,57 @@ class Model:
             )
         if not edgetpu:  # an Edge TPU model is structure-checked only: a probe would contend for the TPU
             probe(self.model_bytes, self.runtime, self.path.name)
-        delegates = [load_edgetpu_delegate(self.runtime)] if edgetpu else None
-        self._interpreter = self._make_interpreter(threads, delegates)
+        delegates = [runtimes.load_edgetpu_delegate(self.runtime)] if edgetpu else None
+        self._threads, self._delegates = threads, delegates
+        self._interpreter = self._make_interpreter()
         try:
-            self.inputs = [TensorSpec.from_detail(d) for d in self._interpreter.get_input_details()]
-            self.outputs = [TensorSpec.from_detail(d) for d in self._interpreter.get_output_details()]
+            inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
+            names = signature_names(self._interpreter, inputs, outputs)
+            self.inputs = [TensorSpec.from_detail(d, names.get(d["index"])) for d in inputs]
+            self.outputs = [TensorSpec.from_detail(d, names.get(d["index"])) for d in outputs]
             self._input_shapes = self._current_input_shapes()
         except _LOAD_ERRORS as err:
             raise BadInput(f"the runtime cannot read the tensors of {self.path.name}: {type(err).__name__}",
                            hint="the file is damaged; copy or convert it again") from None
+        self.allocated = False
+        if allocate:
+            self.allocate(input_shapes)
 
-    def _make_interpreter(self, threads, delegates):
+    def _make_interpreter(self):
+        """A new interpreter for the model, not yet allocated (LiteRT prepares delegates, and fails on a
+        dynamic input it cannot prepare, only when tensors are allocated)."""
         try:
             with quiet_native():  # LiteRT announces its XNNPACK delegate on stderr
-                interpreter = self.runtime.api.Interpreter(
-                    model_content=self.model_bytes, num_threads=threads, experimental_delegates=delegates
+                return self.runtime.api.Interpreter(
+                    model_content=self.model_bytes, num_threads=self._threads,
+                    experimental_delegates=self._delegates
                 )
-                interpreter.allocate_tensors()
         except _LOAD_ERRORS as err:
-            detail = " ".join(str(err).split())[:300] or type(err).__name__
-            if "edgetpu-custom-op" in detail:
-                raise EnvironmentMissing(
-                    f"{self.path.name} needs the Edge TPU delegate", hint=EDGETPU_INSTALL_HINT
-                ) from err
-            if "Didn't find op for builtin opcode" in detail:
-                raise EnvironmentMissing(
-                    f"runtime {self.runtime.name} {self.runtime.version} cannot run {self.path.name}: {detail}",
-                    hint="use ai-edge-litert (pip install ai-edge-litert), which supports current op versions",
-                ) from err
-            raise BadInput(f"runtime {self.runtime.name} {self.runtime.version} cannot load {self.path.name}: "
-                           f"{detail}") from err
-        return interpreter
+            raise self._load_error(err) from err
+
+    def _load_error(self, err: Exception) -> Exception:
+        detail = " ".join(str(err).split())[:300] or type(err).__name__
+        if "edgetpu-custom-op" in detail:
+            return EnvironmentMissing(f"{self.path.name} needs the Edge TPU delegate", hint=EDGETPU_INSTALL_HINT)
+        if "Didn't find op for builtin opcode" in detail:
+            return EnvironmentMissing(
+                f"runtime {self.runtime.name} {self.runtime.version} cannot run {self.path.name}: {detail}",
+                hint="use ai-edge-litert (pip install ai-edge-litert), which supports current op versions",
+            )
+        custom = re.search(r"unresolved custom op: (\w+)", detail)
+        if custom:  # e.g. MediaPipe's Landmarks2TransformMatrix: registered by MediaPipe's own runtime only
+            return EnvironmentMissing(
+                f"runtime {self.runtime.name} {self.runtime.version} cannot run {self.path.name}: it uses the "
+                f"custom op {custom.group(1)}, which this runtime does not have",
+                hint="run it where the op's implementation is registered (the framework that made the model)",
+            )
+        dynamic = [spec for spec in getattr(self, "inputs", ()) if spec.dynamic]
+        hint = None
+        if dynamic and not self.allocated:
+            shapes = ", ".join(f"{spec.key} {list(spec.shape)}" for spec in dynamic)
+            hint = f"dynamic inputs ({shapes}) need their shapes: --input-shape NAME:DIMS"
+        return BadInput(f"runtime {self.runtime.name} {self.runtime.version} cannot load {self.path.name}: "
+                        f"{detail}", hint=hint)
 
     @property
     def interpreter(self):
@@ -153,12 +221,69 @@ class Model:
     def _current_input_shapes(self) -> list[tuple]:
         return [tuple(int(d) for d in detail["shape"]) for detail in self._interpreter.get_input_details()]
 
+    @property
+    def input_shapes(self) -> list[tuple]:
+        """The shapes the inputs are allocated at (or will be, before `allocate`)."""
+        return list(self._input_shapes)
+
+    def input_position(self, name: str) -> int:
+        """The position in `inputs` of the input called `name` (its signature name or its tensor name)."""
+        for by in ("signature_name", "name"):
+            for position, spec in enumerate(self.inputs):
+                if getattr(spec, by) == name:
+                    return position
+        raise BadInput(f"{self.path.name} has no input {name!r} (inputs: {', '.join(self.input_names())})")
+
+    def input_names(self) -> list[str]:
+        """Every input as users name it: 'signature_name' or the tensor name, with the other in brackets."""
+        return [f"{s.key} (tensor {s.name})" if s.signature_name and s.signature_name != s.name else s.key
+                for s in self.inputs]
+
+    def allocate(self, shapes=None) -> None:
+        """Resize inputs and allocate. shapes: a list aligned with `inputs` (None keeps that input's shape),
+        or a dict {input name or position: shape}; None allocates at the current shapes."""
+        if isinstance(shapes, dict):
+            wanted = [None] * len(self.inputs)
+            for name, shape in shapes.items():
+                wanted[name if isinstance(name, int) else self.input_position(name)] = shape
+            shapes = wanted
+        try:
+            for spec, shape in zip(self.inputs, shapes or ()):
+                if shape is not None:
+                    self._interpreter.resize_tensor_input(spec.index, [int(d) for d in shape], strict=True)
+            self._input_shapes = self._current_input_shapes()
+            with quiet_native():
+                self._interpreter.allocate_tensors()
+        except _LOAD_ERRORS as err:
+            raise self._load_error(err) from None
+        self.allocated = True
+
     def resize_inputs(self, shapes: list[tuple]) -> None:
         """Resize dynamic inputs (e.g. sequence length) and re-allocate."""
-        for spec, shape in zip(self.inputs, shapes):
-            self._interpreter.resize_tensor_input(spec.index, list(shape), strict=True)
-        self._interpreter.allocate_tensors()
-        self._input_shapes = self._current_input_shapes()
+        self.allocate(shapes)
+
+    @functools.cached_property
+    def stateful(self) -> bool:
+        """Does the model keep resource variables between invocations (VAR_HANDLE, ASSIGN_VARIABLE...)?"""
+        try:
+            return any(op["op_name"] in STATE_OPS for op in self._interpreter._get_ops_details())
+        except (AttributeError, *_LOAD_ERRORS):  # a runtime without op details: assume it may
+            return True
+
+    def reset_state(self) -> None:
+        """Start again from the model's initial state, keeping threads, delegates and input shapes.
+
+        A model with resource variables (`stateful`) gets a new interpreter from the bytes in memory: LiteRT's
+        `reset_all_variables()` zeroes only variable tensors (e.g. LSTM states), not resource variables (with
+        ai-edge-litert 2.3 an accumulating ASSIGN_VARIABLE model kept counting after it), and their
+        initializer runs once per interpreter (CALL_ONCE). Other models get `reset_all_variables()`."""
+        if not self.stateful and hasattr(self._interpreter, "reset_all_variables"):
+            self._interpreter.reset_all_variables()
+            return
+        shapes = self.input_shapes
+        self._interpreter = self._make_interpreter()
+        self.allocated = False
+        self.allocate(shapes)
 
     def set_inputs(self, values: list[np.ndarray]) -> None:
         """Set every input from real-domain values (quantized here when the tensor is quantized)."""
@@ -189,15 +314,17 @@ class Model:
         return BadInput(f"the runtime failed {doing} {self.path.name}: {detail}",
                         hint="the model is damaged, or uses something this runtime cannot run")
 
-    def get_outputs(self) -> list[np.ndarray]:
-        """Every output, dequantized to float32 (integer non-quantized outputs are returned as they are)."""
+    def get_outputs(self, raw: bool = False) -> list[np.ndarray]:
+        """Every output, dequantized to float32 (integer non-quantized outputs are returned as they are);
+        raw=True: copies of the tensors as the model holds them (quantized values not dequantized)."""
         result = []
         for spec in self.outputs:
             try:
-                raw = self._interpreter.get_tensor(spec.index)
+                value = self._interpreter.get_tensor(spec.index)
             except _LOAD_ERRORS as err:
                 raise self._failed(err, "reading the outputs of") from None
-            result.append(dequantize(raw, spec) if spec.quantized or raw.dtype.kind == "f" else raw.copy())
+            dequantized = not raw and (spec.quantized or value.dtype.kind == "f")
+            result.append(dequantize(value, spec) if dequantized else value.copy())
         return result
 
     def predict(self, *values: np.ndarray) -> list[np.ndarray]:

@@ -253,24 +253,51 @@ def runtime_release(runtime) -> str | None:
 
 
 def probe(model_path: str | Path, runtime) -> tuple[bool, str]:
-    """Load the model in an installed runtime: (loads, reason)."""
+    """Load the model in an installed runtime: (loads, reason). A model with a dynamic input may fail to
+    allocate at the placeholder shape its file stores (an audio front-end's [1, 1] is too short for its
+    first window): it loads, and runs once a shape is given; a missing custom op still fails."""
     from tfedge_device.errors import TfedgeError
     from tfedge_device.model import Model
 
     try:
-        Model(model_path, runtime=runtime)
+        model = Model(model_path, runtime=runtime, allocate=False)
+        dynamic = [spec for spec in model.inputs if spec.dynamic]
+        try:
+            model.allocate()
+        except TfedgeError as err:
+            if not dynamic or "custom op" in err.message:
+                raise
+            named = ", ".join(f"{spec.key!r} {list(spec.shape)}" for spec in dynamic)
+            return True, (f"loaded; dynamic input {named} does not allocate at its stored shape: give one "
+                          f"(--input-shape NAME:DIMS)")
     except TfedgeError as err:
         return False, err.message
     return True, "loaded and allocated"
 
 
+# Custom ops a stock runtime resolves with no registration by the application: TFLite's BuiltinOpResolver
+# adds Mfcc, AudioSpectrogram and TFLite_Detection_PostProcess (tensorflow/lite/core/kernels/register.cc),
+# and the XNNPack delegate, applied by default in LiteRT and tflite-runtime, implements MediaPipe's
+# Convolution2DTransposeBias, MaxPoolingWithArgmax2D and MaxUnpooling2D
+# (tensorflow/lite/delegates/xnnpack/xnnpack_delegate.cc). Any other custom op needs the application's kernel.
+STOCK_CUSTOM_OPS = frozenset({"Mfcc", "AudioSpectrogram", "TFLite_Detection_PostProcess",
+                              "Convolution2DTransposeBias", "MaxPoolingWithArgmax2D", "MaxUnpooling2D"})
+
+
+def missing_custom_ops(custom_ops) -> list[str]:
+    """The custom ops (by custom code) that no stock runtime resolves (the Edge TPU's is its delegate's)."""
+    return sorted({op for op in custom_ops if op not in STOCK_CUSTOM_OPS and op != "edgetpu-custom-op"})
+
+
 def check(model_path: str | Path, ops: list[tuple[str, int]], metadata_min: str | None,
-          edgetpu_model: bool = False) -> dict:
-    """Per supported device runtime: can it run the model, and why (see the module docstring)."""
+          edgetpu_model: bool = False, custom_ops=()) -> dict:
+    """Per supported device runtime: can it run the model, and why (see the module docstring). ops: the
+    builtin (op, version) pairs; custom_ops: the custom codes, judged by STOCK_CUSTOM_OPS where not loaded."""
     from tfedge_device.runtime import RUNTIMES
 
     needs = required_release(ops, metadata_min)
     wanted = parse_release(needs["min_release"])
+    unresolved = missing_custom_ops(custom_ops)
     verdicts = []
     for runtime in RUNTIMES:
         installed = importlib.util.find_spec(runtime.module.split(".")[0]) is not None
@@ -283,6 +310,11 @@ def check(model_path: str | Path, ops: list[tuple[str, int]], metadata_min: str 
                    "ok": None, "reason": ""}
         if installed and not edgetpu_model:
             verdict["ok"], verdict["reason"] = probe(model_path, runtime)
+        elif unresolved:
+            verdict["ok"] = False
+            verdict["reason"] = (f"custom op{'s' if len(unresolved) > 1 else ''} {', '.join(unresolved)} "
+                                 f"{'are' if len(unresolved) > 1 else 'is'} not built into {runtime.name}: "
+                                 f"the application must register {'their kernels' if len(unresolved) > 1 else 'its kernel'}")
         elif parse_release(release) is None or wanted is None:
             verdict["reason"] = "release unknown: install it here to check by loading the model"
         elif wanted > parse_release(release):
@@ -295,4 +327,4 @@ def check(model_path: str | Path, ops: list[tuple[str, int]], metadata_min: str 
         if edgetpu_model:
             verdict["reason"] += "; and on the device the Edge TPU delegate (libedgetpu) with a Coral attached"
         verdicts.append(verdict)
-    return {**needs, "runtimes": verdicts}
+    return {**needs, "custom_ops_missing": unresolved, "runtimes": verdicts}

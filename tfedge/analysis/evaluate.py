@@ -2,6 +2,9 @@
 
 A variant is a converted `.tflite` (run through `tfedge_device.model.Model`, the one inference path) or the
 source model (any SOURCE of `tfedge.convert.sources`, run in TensorFlow), so float and int8 figures compare.
+Tensors are named (a .tflite's by its SignatureDef) and paired between variants by name, never by position;
+a .tflite's outputs come in its source's order when its manifest records it, so "the first output" (the class
+scores top-1 reads) is the same tensor in every variant.
 Data:
   * `.npz` with `x` (or arrays named after the inputs) holding MODEL-READY inputs [N, ...] (already
     preprocessed, e.g. models/digits/test.npz is in [0, 1]), and optionally `y` (class indices [N]) and/or
@@ -21,6 +24,7 @@ import numpy as np
 from tfedge_device.manifest import read_manifest
 from tfedge_device.preprocess import ImageSpec, list_images, load_image
 
+from ..convert.pairing import match_name, pair, pair_names
 from ..convert.verify import TASKS_WITHOUT_TOP1, compare_outputs
 from ..errors import BadInput
 
@@ -29,7 +33,8 @@ log = logging.getLogger(__name__)
 
 class Variant:
     """One model to measure: `.name`, `.kind` ("tflite" | "source"), `.inputs` (name, shape, dtype),
-    `.predict(list of batch-1 arrays) -> list of float outputs`, `.manifest`, `.path`."""
+    `.output_names`, `.predict(list of batch-1 arrays) -> list of float outputs` (in `output_names` order),
+    `.manifest`, `.path`."""
 
     def __init__(self, spec: str, threads: int | None = None, load_options=None):
         self.spec = spec
@@ -50,9 +55,11 @@ class Variant:
             # quantized inputs take real values (Model quantizes them): float32 in the real domain
             details = self.model.interpreter.get_input_details()
             current = [tuple(int(d) for d in detail["shape"]) for detail in details]
-            self.inputs = [(s.name, shape, np.dtype(np.float32) if s.quantized else s.dtype)
+            self.inputs = [(s.key, shape, np.dtype(np.float32) if s.quantized else s.dtype)
                            for s, shape in zip(self.model.inputs, current)]
             self.dynamic = [tuple(d < 0 for d in s.shape) for s in self.model.inputs]
+            self._output_order = source_output_order(self.model, self.manifest)
+            self.output_names = [self.model.outputs[i].key for i in self._output_order]
         else:
             from ..convert.sources import load_source
 
@@ -60,6 +67,11 @@ class Variant:
             self.model = load_source(spec, load_options)
             self.inputs = [(s.name, s.shape, np.dtype(s.dtype)) for s in self.model.inputs]
             self.dynamic = [(False,) * len(s.shape) for s in self.model.inputs]
+            self.output_names = list(self.model.output_names)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [name for name, _, _ in self.inputs]
 
     def fits(self, position: int, shape: tuple) -> bool:
         """Does a per-sample array of `shape` fit input `position` (dynamic dimensions take any size)?"""
@@ -73,7 +85,8 @@ class Variant:
             if shapes != [shape for _, shape, _ in self.inputs]:  # a dynamic dimension of another size
                 self.model.resize_inputs(shapes)
                 self.inputs = [(name, shape, dtype) for (name, _, dtype), shape in zip(self.inputs, shapes)]
-            return self.model.predict(*arrays)
+            outputs = self.model.predict(*arrays)
+            return [outputs[i] for i in self._output_order]
         return self.model.predict(arrays)
 
     @property
@@ -100,6 +113,19 @@ class Variant:
             raise BadInput(f"{self.name} has no manifest saying how to preprocess images",
                            hint="pass --preprocess (unit, mobilenet, caffe, torch or raw)")
         return ImageSpec.from_shape(self.inputs[0][1], preset or default)
+
+
+def source_output_order(model, manifest: dict | None) -> list[int]:
+    """Positions of `model`'s outputs in its source's order (the manifest's source.outputs, names tfedge
+    convert recorded), else in the model's own order."""
+    names = ((manifest or {}).get("source") or {}).get("outputs")
+    keys = [spec.key for spec in model.outputs]
+    if names and len(names) == len(keys):
+        try:
+            return pair_names("outputs", names, keys, "the manifest", model.path.name)
+        except BadInput:
+            log.warning("%s: the manifest's output names %s do not name its outputs %s", model.path.name, names, keys)
+    return list(range(len(keys)))
 
 
 def options_from_manifest(options, manifest: dict | None):
@@ -154,7 +180,7 @@ def _from_npz(path: Path, variant: Variant, limit: int | None) -> EvalData:
 
     with load_numpy(path) as archive:
         names = [name for name, _, _ in variant.inputs]
-        keys = [matching_key(name, archive.files) for name in names]
+        keys = [match_name(name, archive.files) for name in names]
         if None not in keys:
             arrays = [archive[key] for key in keys]
         elif "x" in archive.files and len(names) == 1:
@@ -182,15 +208,6 @@ def _from_npz(path: Path, variant: Variant, limit: int | None) -> EvalData:
     return EvalData(samples, f"{count} samples from {path.name}",
                     labels=None if labels is None else labels[:count].astype(np.int64),
                     reference=None if reference is None else reference[:count])
-
-
-def matching_key(input_name: str, keys: list[str]) -> str | None:
-    """The archive key for an input: its exact name, or the name the source gave it (a converted model's
-    inputs are called e.g. 'serving_default_token_ids:0' for the source's 'token_ids')."""
-    if input_name in keys:
-        return input_name
-    bare = input_name.split(":")[0].removeprefix("serving_default_")
-    return bare if bare in keys else None
 
 
 def _from_folder(path: Path, variant: Variant, preset: str | None, limit: int | None) -> EvalData:
@@ -225,18 +242,26 @@ def class_indices(folders: list[str], labels: list[str] | None) -> dict[str, int
                    hint="name the folders after the labels in the manifest, or by class index (0, 1, ...)")
 
 
-def run_variant(variant: Variant, data: EvalData) -> list[list[np.ndarray]]:
-    """Every sample through the variant -> list of output lists."""
-    return [[np.asarray(out) for out in variant.predict(arrays)] for arrays in data.samples]
+def run_variant(variant: Variant, data: EvalData, pairing=None) -> list[list[np.ndarray]]:
+    """Every sample through the variant -> list of output lists. `pairing` (from `check_fits`): the data is
+    another variant's, whose inputs and outputs are paired with this one's by name."""
+    if pairing is None:
+        return [[np.asarray(out) for out in variant.predict(arrays)] for arrays in data.samples]
+    return [[np.asarray(out) for out in pairing.our_outputs(variant.predict(pairing.their_inputs(arrays)))]
+            for arrays in data.samples]
 
 
-def check_fits(reference: Variant, variant: Variant) -> None:
-    """The reference must take the same per-sample input shapes as the evaluated variant."""
+def check_fits(reference: Variant, variant: Variant):
+    """Pair the variant's inputs and outputs with the reference's by name (exit 2 naming both lists when
+    they cannot be); the reference must take the same per-sample input shapes. Returns the Pairing."""
+    pairing = pair(variant.input_names, variant.output_names, reference.input_names, reference.output_names,
+                   variant.name, f"reference {reference.name}")
     ours = [tuple(shape[1:]) for _, shape, _ in variant.inputs]
-    theirs = [tuple(shape[1:]) for _, shape, _ in reference.inputs]
-    if len(ours) != len(theirs) or not all(reference.fits(i, shape) for i, shape in enumerate(ours)):
+    theirs = [tuple(reference.inputs[i][1][1:]) for i in pairing.inputs]
+    if not all(reference.fits(i, shape) for i, shape in zip(pairing.inputs, ours)):
         raise BadInput(f"reference {reference.name} takes inputs {theirs}, {variant.name} takes {ours}",
                        hint="build the source with the same shapes (e.g. --seq-len for hf: sources)")
+    return pairing
 
 
 def top_k_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float | None:
@@ -284,9 +309,9 @@ def evaluate(spec: str, data_path: str | Path, reference: str | None = None, pre
         result.update(cosine_mean=figures["cosine_mean"], cosine_min=figures["cosine_min"],
                       reference=f"reference outputs in {Path(data_path).name}")
     if reference_variant is not None:
-        check_fits(reference_variant, variant)
-        figures = compare_outputs(run_variant(reference_variant, data), outputs,
-                                  top1=variant.task not in TASKS_WITHOUT_TOP1)
+        pairing = check_fits(reference_variant, variant)
+        figures = compare_outputs(run_variant(reference_variant, data, pairing), outputs,
+                                  top1=variant.task not in TASKS_WITHOUT_TOP1, names=variant.output_names)
         result.update(cosine_mean=figures["cosine_mean"], cosine_min=figures["cosine_min"],
                       top1_agreement=figures["top1_agreement"], reference=reference_variant.spec)
     return result

@@ -138,13 +138,15 @@ def inspect(path: str | Path, check_runtimes: bool = True) -> dict:
     if check_runtimes:
         builtin_ops = [(op.name, op.version) for op in model.ops if not op.is_custom]  # custom ops: no versions
         result["compatibility"] = compat.check(path, builtin_ops, model.min_runtime_version,
-                                               edgetpu_model=needs_edgetpu(data))
+                                               edgetpu_model=needs_edgetpu(data),
+                                               custom_ops=[op.name for op in model.ops if op.is_custom])
     return result
 
 
 def _io(tensor) -> dict:
-    return {"name": tensor.name, "shape": list(tensor.shape), "dtype": tensor.dtype,
-            "quantization": _quantization(tensor)}
+    """shape: the file's static shape (a placeholder 1 where dynamic); shape_signature: -1 where dynamic."""
+    return {"name": tensor.name, "shape": list(tensor.shape), "shape_signature": list(tensor.shape_signature),
+            "dtype": tensor.dtype, "quantization": _quantization(tensor)}
 
 
 def human_count(value) -> str:

@@ -42,7 +42,10 @@ log = logging.getLogger("tfedge")
 @preprocess_option("Image normalisation preset: mobilenet, unit, caffe, torch, raw.")
 @labels_option("Labels file copied into the manifest.")
 @click.option("--verify-count", type=int, default=50, show_default=True,
-              help="Samples compared between source and converted model (0: skip).")
+              help="Samples compared between source and converted model, held out of --calib (0: skip; "
+                   "refused with a budget).")
+@click.option("--verify-data", help="A separate verification set (same formats as --calib); default: samples "
+                                    "held out of --calib.")
 @click.option("--min-cosine", type=float, help="Budget: minimum cosine similarity to the source (exit 4).")
 @click.option("--min-top1-agreement", type=float, help="Budget: minimum top-1 agreement, 0..1 (exit 4).")
 @click.option("--max-abs-error", type=float, help="Budget: maximum absolute output error (exit 4).")
@@ -56,7 +59,8 @@ log = logging.getLogger("tfedge")
 @rewrites_option
 @json_option
 @quiet_option
-def convert(source, output, mode, io_type, calib, calib_count, preprocess, labels, verify_count, min_cosine,
+def convert(source, output, mode, io_type, calib, calib_count, preprocess, labels, verify_count, verify_data,
+            min_cosine,
             min_top1_agreement, max_abs_error, input_shapes, signature, weights, unsafe, task, seq_len, num_labels,
             rewrites, as_json, quiet):
     """Convert SOURCE to TFLite and verify it against SOURCE.
@@ -70,7 +74,7 @@ def convert(source, output, mode, io_type, calib, calib_count, preprocess, label
 
     request = ConvertRequest(
         source=source, output=output, mode=mode, io_type=io_type, calib=calib, calib_count=calib_count,
-        preprocess=preprocess, labels=labels, verify_count=verify_count,
+        preprocess=preprocess, labels=labels, verify_count=verify_count, verify_data=verify_data,
         budgets={"min_cosine": min_cosine, "min_top1_agreement": min_top1_agreement,
                  "max_abs_error": max_abs_error},
         load=LoadOptions(signature=signature, input_shapes=[parse_shape(s) for s in input_shapes],
@@ -99,10 +103,32 @@ def print_result(result: dict) -> None:
         rows.append(("int8 search", f"{selective['summary']} ({selective['seconds']:.0f} s)"))
     if figures:
         rows.append(("verified on", figures["data"] + ("" if figures["real_data"] else "  (not real data)")))
+        rows.append(("samples", split_wording(figures)))
         if figures["top1_agreement"] is not None:
             rows.append(("top-1 agreement", f"{figures['top1_agreement'] * 100:.1f} %"))
-        rows += [
-            ("cosine mean/min", f"{figures['cosine_mean']:.5f} / {figures['cosine_min']:.5f}"),
-            ("max abs error", f"{figures['max_abs_error']:.3g}"),
-        ]
+        if figures["cosine_mean"] is not None:
+            rows.append(("cosine mean/min", f"{figures['cosine_mean']:.5f} / {figures['cosine_min']:.5f}"))
+        rows.append(("max abs error", f"{figures['max_abs_error']:.3g}"))
+    for name, entry in (figures.get("outputs") or {}).items() if len(figures.get("outputs") or {}) > 1 else ():
+        rows.append((f"  output {name}", output_wording(entry)))
     click.echo(table(rows))
+
+
+# How the verification samples relate to the calibration samples, as the summary says it.
+SPLIT_WORDING = {
+    "held-out": "held out: calibrated on {calibration_samples}, verified on {verification_samples} others",
+    "separate": "separate --verify-data: calibrated on {calibration_samples}, verified on {verification_samples}",
+    "in-sample": "IN-SAMPLE: verified on {verification_samples} of the {calibration_samples} calibration samples "
+                 "(too few to split)",
+    "not calibrated": "not calibrated: verified on {verification_samples}",
+}
+
+
+def split_wording(figures: dict) -> str:
+    return SPLIT_WORDING[figures["split"]].format(**figures)
+
+
+def output_wording(entry: dict) -> str:
+    if entry["equal"] is not None:
+        return f"equal {entry['equal'] * 100:.1f} %, max abs error {entry['max_abs_error']:.3g}"
+    return f"cosine min {entry['cosine_min']:.5f}, max abs error {entry['max_abs_error']:.3g}"

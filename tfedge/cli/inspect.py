@@ -56,9 +56,9 @@ def print_result(r: dict, show_tensors: bool) -> None:
                  f"{100 * o['macs'] / total:.1f} %" if total and o["macs"] is not None else "-")
                 for o in r["operators"]], ("op", "version", "count", "MACs", "share")))
     echo("\nInputs and outputs")
-    echo(table([(kind, t["name"], t["shape"], t["dtype"], _quant(t["quantization"]))
+    echo(table([(kind, t["name"], t["shape_signature"], t["dtype"], _quant(t["quantization"]))
                 for kind, key in (("input", "inputs"), ("output", "outputs")) for t in r[key]],
-               ("", "name", "shape", "dtype", "quantization")))
+               ("", "name", "shape (-1: dynamic)", "dtype", "quantization")))
     echo("\nTensors by dtype: " + ", ".join(f"{dtype} {count}" for dtype, count in sorted(r["dtypes"].items())))
     if show_tensors:
         echo(table([(t["name"], t["shape"], t["dtype"], "const" if t["constant"] else "", _quant(t["quantization"]))

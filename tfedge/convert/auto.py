@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..analysis.latency import interleaved_latency_ms, median_latency_ms
 from ..errors import BadInput, BudgetNotMet
-from .calibration import progress
+from .calibration import progress, split_samples
 from .converter import run_converter
 from .modes import BUILTIN
 from .selective import (
@@ -26,7 +26,6 @@ from .selective import (
     default_budgets,
     quantize,
     selective_plan,
-    split_samples,
 )
 from .verify import check_budgets
 

@@ -1,7 +1,9 @@
 """Calibration and verification data -> samples (one list of batch-1 arrays per sample, in input order).
 
-Loaders are a registry keyed by what PATH is: an image folder, a `.npy`/`.npz` of input tensors, `random`
-(an escape hatch that warns), or a sentence file for text models (registered by tfedge.convert.hf_source).
+Loaders are a registry keyed by what PATH is: an image folder, a `.npy`/`.npz` of input tensors (a model
+with several inputs: an `.npz` keyed by input names), `random` (an escape hatch that warns), or a sentence
+file for text models (registered by tfedge.convert.hf_source). `split_samples` holds samples out of the
+calibration (to verify on, or for a search to measure on).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 from tfedge_device.preprocess import IMAGE_SUFFIXES, ImageSpec, list_images, load_image
 
 from ..errors import BadInput
+from .pairing import match_name, tf_name
 from .sources import SourceModel
 
 log = logging.getLogger(__name__)
@@ -28,14 +31,40 @@ class Samples:
     arrays: list[list[np.ndarray]]
     origin: str  # what they came from, for reports
     real: bool = True  # False for random data: accuracy figures are meaningless
+    ids: list[int] | None = None  # each sample's position among the samples PATH holds (default 0, 1, ...)
+    names: list[str] | None = None  # the inputs' signature names: the converter's calibration is fed by name
+
+    def __post_init__(self):
+        if self.ids is None:
+            self.ids = list(range(len(self.arrays)))
 
     def __len__(self) -> int:
         return len(self.arrays)
 
+    def subset(self, positions: list[int], origin: str) -> Samples:
+        return Samples([self.arrays[i] for i in positions], origin, self.real, [self.ids[i] for i in positions],
+                       self.names)
+
     def head(self, count: int) -> Samples:
         if count >= len(self.arrays):
             return self
-        return Samples(self.arrays[:count], f"{count} of {self.origin}", self.real)
+        return self.subset(list(range(count)), f"{count} of {self.origin}")
+
+
+def split_samples(samples: Samples, held_count: int | None = None, who: str = "selective int8",
+                  why: str = "half are held out to measure") -> tuple[Samples, Samples]:
+    """(calibration, held-out), disjoint: `held_count` samples spread evenly over the set are held out
+    (default: every second one, half), so both cover the whole file."""
+    count = len(samples)
+    if count < 2:
+        raise BadInput(f"{who} needs at least 2 calibration samples ({why})")
+    if held_count is None or 2 * held_count >= count:
+        held = list(range(1, count, 2))
+    else:
+        held = sorted({int(i) for i in np.linspace(1, count - 1, max(1, held_count)).round()})
+    kept = [i for i in range(count) if i not in set(held)]
+    return (samples.subset(kept, f"{len(kept)} of {samples.origin}"),
+            samples.subset(held, f"{len(held)} held out of {samples.origin}"))
 
 
 def progress(iterable, total: int, description: str, enabled: bool = True, stream=None, unit: str = "sample"):
@@ -54,10 +83,11 @@ def _from_images(path: Path, source: SourceModel, count: int, preset: str, show_
     files = list_images([path])
     if not files:
         raise BadInput(f"calibration folder {path} has no images ({', '.join(IMAGE_SUFFIXES)})")
-    files = _spread(files, count)
+    picks = _spread(list(range(len(files))), count)
+    files = [files[i] for i in picks]
     spec = ImageSpec.from_shape(source.inputs[0].shape, preset)
     arrays = [[load_image(f, spec)[None]] for f in progress(files, len(files), "calibration images", show_progress)]
-    return Samples(arrays, f"{len(files)} images from {path}")
+    return Samples(arrays, f"{len(files)} images from {path}", ids=picks)
 
 
 def _spread(items: list, count: int) -> list:
@@ -89,7 +119,7 @@ def _from_arrays(arrays_by_input: list[np.ndarray], path: Path, source: SourceMo
     if any(len(a) != total for a in fitted) or total == 0:
         raise BadInput(f"{path.name}: arrays are empty or hold different numbers of samples")
     picks = _spread(list(range(total)), count)
-    return Samples([[a[i:i + 1] for a in fitted] for i in picks], f"{len(picks)} samples from {path}")
+    return Samples([[a[i:i + 1] for a in fitted] for i in picks], f"{len(picks)} samples from {path}", ids=picks)
 
 
 def load_numpy(path: Path):
@@ -109,12 +139,14 @@ def _from_npy(path: Path, source: SourceModel, count: int, preset: str, show_pro
 def _from_npz(path: Path, source: SourceModel, count: int, preset: str, show_progress: bool) -> Samples:
     with load_numpy(path) as archive:
         names = [spec.name for spec in source.inputs]
-        if all(name in archive.files for name in names):
-            arrays = [archive[name] for name in names]
-        elif "x" in archive.files and len(names) == 1:
-            arrays = [archive["x"]]
-        elif len(archive.files) == len(names):
-            arrays = [archive[key] for key in archive.files]
+        keys = [match_name(name, archive.files) for name in names]
+        if None not in keys:
+            arrays = [archive[key] for key in keys]
+        elif len(names) == 1 and ("x" in archive.files or len(archive.files) == 1):
+            arrays = [archive["x" if "x" in archive.files else archive.files[0]]]
+        elif len(names) > 1:  # never by position: the archive's order says nothing about the inputs'
+            raise BadInput(f"{path.name} holds {archive.files}; a model with several inputs takes an .npz keyed "
+                           f"by input name: {names}")
         else:
             raise BadInput(f"{path.name} holds {archive.files}; name arrays after the inputs "
                            f"({', '.join(names)}) or use 'x'")
@@ -141,7 +173,12 @@ def random_samples(source: SourceModel, count: int, preset: str | None = None) -
                 values = rng.integers(0, 100, spec.shape).astype(spec.dtype)
             sample.append(values)
         samples.append(sample)
-    return Samples(samples, f"{count} random inputs", real=False)
+    return Samples(samples, f"{count} random inputs", real=False, names=input_names(source))
+
+
+def input_names(source: SourceModel) -> list[str]:
+    """The source's inputs as the converter names them in the .tflite's signature."""
+    return [tf_name(spec.name) for spec in source.inputs]
 
 
 # What PATH is -> loader(path, source, count, preset, show_progress). Text loaders are added by plugins.
@@ -165,5 +202,7 @@ def load_samples(spec: str, source: SourceModel, count: int = 200, preset: str |
         raise BadInput(f"calibration data not found: {path}")
     for matches, loader in LOADERS:
         if matches(path):
-            return loader(path, source, count, preset or source.preprocess or "unit", show_progress)
+            samples = loader(path, source, count, preset or source.preprocess or "unit", show_progress)
+            samples.names = input_names(source)
+            return samples
     raise BadInput(f"unsupported calibration data {path.name}: give an image folder, a .npy or a .npz")

@@ -271,8 +271,10 @@ def _from_sentences(path: Path, source: SourceModel, count: int, preset, show_pr
 
     if not isinstance(source, TransformerSource):
         raise BadInput(f"{path.name} is a sentence file but the model is not a text model (hf:DIR)")
-    sentences = _spread(read_sentences(path), count)
-    return Samples(source.encode(sentences), f"{len(sentences)} sentences from {path}")
+    every = read_sentences(path)
+    picks = _spread(list(range(len(every))), count)
+    sentences = [every[i] for i in picks]
+    return Samples(source.encode(sentences), f"{len(sentences)} sentences from {path}", ids=picks)
 
 
 def _register_text_loader() -> None:

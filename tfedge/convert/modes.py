@@ -39,11 +39,13 @@ def _representative_dataset(context: ConvertContext):
     from .calibration import progress
 
     samples = context.samples
+    names = getattr(samples, "names", None)
 
     def generate():
         for arrays in progress(samples.arrays, len(samples), "calibrating", context.show_progress,
                                context.terminal):
-            yield list(arrays)
+            # by signature name: a list is fed in the .tflite's input order, which is not the source's
+            yield dict(zip(names, arrays)) if names and len(arrays) > 1 else list(arrays)
 
     return generate
 

@@ -1,5 +1,12 @@
 """The pipeline: source -> calibration -> mode (the converter call) -> verify -> atomic write of `OUT.tflite`
-and its manifest `OUT.json`."""
+and its manifest `OUT.json`.
+
+Verification is held out: a calibrated mode is verified on samples it was not calibrated on — `--verify-data
+PATH`, else up to `--verify-count` samples split off `--calib` (tfedge.convert.calibration.split_samples) —
+unless `--calib` holds fewer than MIN_SAMPLES_TO_HOLD_OUT, when it verifies on its calibration samples and
+says "in-sample" (output and manifest). Modes without calibration verify on what they are given ("not
+calibrated": held out by construction). A budget with nothing to check it against is refused (exit 2).
+"""
 
 from __future__ import annotations
 
@@ -20,14 +27,18 @@ from tfedge_device.preprocess import ImageSpec
 from .. import __version__
 from ..errors import BadInput
 from ..tf_loader import tensorflow
-from .calibration import load_samples, random_samples
+from .calibration import Samples, load_samples, random_samples, split_samples
 from .converter import run_converter
 from .modes import ConvertContext, resolve_io_type
 from .registry import get_mode
 from .sources import LoadOptions, SourceModel, load_source
-from .verify import enforce_budgets, search_budget_note, verify
+from .verify import BUDGETS, enforce_budgets, search_budget_note, verify
 
 log = logging.getLogger(__name__)
+
+# Fewer --calib samples than this are not split: calibration keeps them all and verification reuses them,
+# marked "in-sample" (half of 9 would calibrate on 5 and verify on 4, too few for either to mean much).
+MIN_SAMPLES_TO_HOLD_OUT = 10
 
 
 @dataclass
@@ -41,6 +52,7 @@ class ConvertRequest:
     preprocess: str | None = None
     labels: Path | None = None
     verify_count: int = 50
+    verify_data: str | None = None  # a separate verification set (same formats as calib)
     budgets: dict = field(default_factory=dict)  # see verify.BUDGETS
     load: LoadOptions = field(default_factory=LoadOptions)
     show_progress: bool = True
@@ -58,19 +70,70 @@ def check_output_path(output: Path) -> None:
         raise BadInput(f"output directory is not writable: {parent}")
 
 
-def conversion_samples(request: ConvertRequest, mode, source: SourceModel, preset):
-    """Calibration samples (required by calibrated modes), also used for verification."""
-    if request.calib:
-        return load_samples(request.calib, source, request.calib_count, preset, request.show_progress)
-    if mode.needs_calibration:
+@dataclass
+class SampleSets:
+    """What calibrates (None: the mode needs no calibration) and what verifies (None: --verify-count 0),
+    and how they relate: split is "held-out", "separate", "in-sample" or "not calibrated"."""
+
+    calibration: Samples | None
+    verification: Samples | None
+    split: str
+
+    def describe(self) -> dict:
+        """The manifest's and result's account of it: counts and which samples (positions in their file)."""
+        calibration, verification = self.calibration, self.verification
+        return {"split": self.split,
+                "calibration_samples": len(calibration) if calibration is not None else 0,
+                "verification_samples": len(verification) if verification is not None else 0,
+                "calibration_ids": calibration.ids if calibration is not None else None,
+                "verification_ids": verification.ids if verification is not None else None}
+
+
+def requested_budgets(request: ConvertRequest) -> str:
+    """The budgets given, as the user typed them ('--min-cosine 0.99'), '' for none."""
+    return ", ".join(f"--{option.replace('_', '-')} {request.budgets[option]}" for option, *_ in BUDGETS
+                     if request.budgets.get(option) is not None)
+
+
+def refuse_unchecked_budget(request: ConvertRequest, why: str) -> None:
+    budgets = requested_budgets(request)
+    if budgets:
+        raise BadInput(f"{budgets}: nothing to check the budget against ({why})",
+                       hint="give --verify-count N (N > 0) and samples to verify on (--calib or --verify-data)")
+
+
+def conversion_samples(request: ConvertRequest, mode, source: SourceModel, preset) -> SampleSets:
+    """Calibration samples (required by calibrated modes) and the verification samples, held out of them."""
+    def load(spec: str, count: int) -> Samples:
+        return load_samples(spec, source, count, preset, request.show_progress)
+
+    wanted = request.verify_count
+    separate = load(request.verify_data, wanted) if request.verify_data and wanted else None
+    if not mode.needs_calibration:
+        given = separate
+        if given is None and wanted:
+            given = load(request.calib, wanted) if request.calib else random_samples(source, wanted, preset)
+        return SampleSets(None, given, "not calibrated")
+    if not request.calib:
         raise BadInput(f"--quant {mode.name} needs calibration data: --calib PATH (an image folder, "
                        f".npy or .npz of input tensors)",
                        hint="--calib random exists but makes accuracy meaningless")
-    return random_samples(source, request.verify_count, preset)
+    calibration = load(request.calib, request.calib_count)
+    if separate is not None or not wanted:
+        return SampleSets(calibration, separate, "separate")
+    if len(calibration) < MIN_SAMPLES_TO_HOLD_OUT:
+        source.notes.append(
+            f"verified IN-SAMPLE: --calib holds {len(calibration)} samples (fewer than "
+            f"{MIN_SAMPLES_TO_HOLD_OUT} are not split), so the model is verified on the samples it was calibrated "
+            f"on; give more --calib samples, or --verify-data PATH")
+        return SampleSets(calibration, calibration.head(wanted), "in-sample")
+    calibration, held_out = split_samples(calibration, min(wanted, len(calibration) // 2), "verification",
+                                          "half are held out to verify")
+    return SampleSets(calibration, held_out, "held-out")
 
 
-def build_manifest(request, mode, io_type, source: SourceModel, model: Model, preset, labels, samples,
-                   verification) -> dict:
+def build_manifest(request, mode, io_type, source: SourceModel, model: Model, preset, labels,
+                   sets: SampleSets, verification) -> dict:
     tf = tensorflow()
     manifest = {
         "task": source.task,
@@ -81,7 +144,8 @@ def build_manifest(request, mode, io_type, source: SourceModel, model: Model, pr
         "outputs": [spec.to_dict() for spec in model.outputs],
         "preprocess": None,
         "labels": labels,
-        "calibration": samples.origin if mode.needs_calibration else None,
+        "calibration": ({"data": sets.calibration.origin, "samples": len(sets.calibration),
+                         "ids": sets.calibration.ids} if sets.calibration is not None else None),
         "verification": verification,
         "notes": source.notes,
         "versions": {"tfedge": __version__, "tfedge_device": device_version, "tensorflow": tf.__version__,
@@ -105,6 +169,8 @@ def convert(request: ConvertRequest) -> dict:
     labels = read_labels(request.labels) if request.labels else None
     if request.verify_count < 0:
         raise BadInput("--verify-count must be 0 or more")
+    if request.verify_count == 0:
+        refuse_unchecked_budget(request, "--verify-count is 0")
 
     source = load_source(request.source, request.load)
     labels = labels or source.labels
@@ -114,7 +180,10 @@ def convert(request: ConvertRequest) -> dict:
     timings["load_s"] = time.perf_counter() - started
 
     mark = time.perf_counter()
-    samples = conversion_samples(request, mode, source, preset)
+    sets = conversion_samples(request, mode, source, preset)
+    if sets.verification is None or not len(sets.verification):
+        refuse_unchecked_budget(request, "no verification samples")
+    samples = sets.calibration
     timings["calibration_data_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
@@ -140,15 +209,16 @@ def convert(request: ConvertRequest) -> dict:
             if labels is not None and model.outputs and len(model.outputs[0].shape) == 2:
                 check_labels(labels, model.outputs[0].shape[-1], "--labels")
             mark = time.perf_counter()
-            verification = (verify(source, model, samples.head(request.verify_count))
-                            if request.verify_count else None)
+            verification = None
+            if sets.verification is not None:
+                verification = {**verify(source, model, sets.verification), **sets.describe()}
             timings["verify_s"] = time.perf_counter() - mark
             if verification is not None:
                 enforce_budgets(verification, request.budgets)
             search_note = search_budget_note(context.options.get("report"), verification)
             if search_note:
                 source.notes.append(search_note)
-            manifest = build_manifest(request, mode, io_type, source, model, preset, labels, samples,
+            manifest = build_manifest(request, mode, io_type, source, model, preset, labels, sets,
                                       verification)
             if context.options.get("report"):
                 manifest["search"] = context.options["report"]

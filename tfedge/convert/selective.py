@@ -41,9 +41,10 @@ from ..analysis.graph import MAC_RULES, graph_from_bytes
 from ..analysis.latency import interleaved_latency_ms
 from ..errors import BadInput
 from ..tf_loader import quiet_native, tensorflow
-from .calibration import progress
+from .calibration import progress, split_samples
 from .converter import run_converter
 from .modes import Mode, configure_float32
+from .pairing import pair_with_model
 from .verify import check_budgets, compare_outputs
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,7 @@ class Evaluator:
 
     def __init__(self, source, samples):
         self.finalize = getattr(source, "finalize_model", lambda model_bytes: model_bytes)
+        self.source = source
         self.samples = samples
         self.references = [source.predict(arrays) for arrays in samples.arrays]
 
@@ -155,8 +157,10 @@ class Evaluator:
             path = Path(tmp) / "candidate.tflite"
             path.write_bytes(self.finalize(model_bytes))
             model = Model(path)
-            candidates = [model.predict(*arrays) for arrays in self.samples.arrays]
-        figures = compare_outputs(self.references, candidates)
+            pairing = pair_with_model(self.source, model)
+            candidates = [pairing.our_outputs(model.predict(*pairing.their_inputs(arrays)))
+                          for arrays in self.samples.arrays]
+        figures = compare_outputs(self.references, candidates, names=self.source.output_names)
         if not all(np.isfinite(v) for v in (figures["cosine_min"], figures["cosine_mean"])):
             figures["cosine_min"] = figures["cosine_mean"] = -1.0
         return figures
@@ -275,18 +279,6 @@ def selective_plan(calibrated: bytes, evaluator: Evaluator, budgets: dict, show_
     """Steps 1-5 of the module docstring -> SelectivePlan (`plan.quantized(calibrated)` is the model)."""
     plan = search(calibrated, evaluator, budgets, show_progress)
     return keep_int8_that_pays(calibrated, plan, evaluator, budgets, show_progress=show_progress)
-
-
-def split_samples(samples):
-    """(calibration, held-out) halves, alternating, so both cover the whole file."""
-    from .calibration import Samples
-
-    if len(samples) < 2:
-        raise BadInput("selective int8 needs at least 2 calibration samples (half are held out to measure)")
-    calibration = Samples(samples.arrays[0::2], f"{len(samples.arrays[0::2])} of {samples.origin}", samples.real)
-    held_out = Samples(samples.arrays[1::2], f"{len(samples.arrays[1::2])} held out of {samples.origin}",
-                       samples.real)
-    return calibration, held_out
 
 
 def build_selective(source, samples, context, request) -> bytes:

@@ -1,7 +1,10 @@
 """SOURCE -> one SourceModel: SavedModel dirs, Keras 3 `.keras`, tf_keras `.h5`, `keras-app:NAME`, `hf:DIR`.
 
-Whatever the source, a SourceModel exposes fixed-shape inputs, a TensorFlow concrete function (what the
-converter converts) and `predict` (what verification compares against). Kinds are a registry, not if-chains.
+Whatever the source, a SourceModel exposes fixed-shape named inputs, named outputs (`output_names`: a SavedModel
+signature's output keys, sorted; a Keras model's output names, or its dict outputs' keys, in the model's
+order), a TensorFlow concrete function (what the converter converts: the .tflite's SignatureDef carries the
+same names, so tfedge.convert.pairing pairs tensors by name) and `predict` (what verification compares
+against). Kinds are a registry, not if-chains.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 
 from ..errors import BadInput, EnvironmentMissing
 from ..tf_loader import quiet_native, tensorflow
+from .pairing import tf_name
 from .safe_loading import UNSAFE_HINT, refuse_code_layers
 
 
@@ -42,7 +46,8 @@ class LoadOptions:
 
 
 class SourceModel:
-    """A loaded source. Subclasses provide `_call(*tensors) -> tensor or nest of tensors`."""
+    """A loaded source. Subclasses provide `_call(*tensors) -> tensor, list of tensors (named by
+    `_output_hint()`) or dict {output name: tensor}`."""
 
     kind = "source"
 
@@ -57,6 +62,7 @@ class SourceModel:
         self.extra_manifest: dict = {}
         self.inputs = [self._fix(name, shape, dtype, i, options) for i, (name, shape, dtype) in enumerate(raw_inputs)]
         self._concrete = None
+        self._output_names: list[str] | None = None
 
     def _fix(self, name, shape, dtype, position, options) -> InputSpec:
         shape = [None if d is None or d < 0 else int(d) for d in shape]
@@ -90,14 +96,41 @@ class SourceModel:
         """The object owning the variables (passed to the converter with the concrete function)."""
         return
 
+    def _output_hint(self) -> list[str] | None:
+        """Names for outputs `_call` returns as a tensor or a list (None: output_0, output_1, ...)."""
+        return None
+
+    def _named(self, result) -> tuple:
+        """`_call`'s result -> its tensors in output order, recording their names in `_output_names`."""
+        tf = tensorflow()
+        if isinstance(result, dict):
+            names, tensors = [str(key) for key in result], [result[key] for key in result]
+        else:
+            tensors = tf.nest.flatten(result)
+            hint = self._output_hint()
+            names = list(hint) if hint and len(hint) == len(tensors) else [f"output_{i}" for i in range(len(tensors))]
+        if len(set(names)) != len(names) or any(tf.nest.is_nested(t) for t in tensors):
+            names, tensors = [f"output_{i}" for i in range(len(tf.nest.flatten(tensors)))], tf.nest.flatten(tensors)
+        self._output_names = names
+        return tuple(tensors)
+
+    @property
+    def output_names(self) -> list[str]:
+        """The source's output names, in the order `predict` returns them."""
+        if self._output_names is None:
+            self.concrete_function()
+        if self._output_names is None:  # a source that traces its own function (hf:)
+            self._output_names = [f"output_{i}" for i in range(len(self.concrete_function().outputs))]
+        return self._output_names
+
     def concrete_function(self):
         if self._concrete is None:
             tf = tensorflow()
-            signature = [tf.TensorSpec(spec.shape, tf.as_dtype(spec.dtype), name=_tf_name(spec.name))
+            signature = [tf.TensorSpec(spec.shape, tf.as_dtype(spec.dtype), name=tf_name(spec.name))
                          for spec in self.inputs]
 
             def serve(*tensors):
-                return tuple(tf.nest.flatten(self._call(*tensors)))
+                return self._named(self._call(*tensors))
 
             with quiet_native():
                 self._concrete = tf.function(serve, input_signature=signature).get_concrete_function()
@@ -110,33 +143,40 @@ class SourceModel:
 
     def converter(self):
         """A TFLiteConverter on the frozen export function (variables folded into constants: the
-        converter's calibrator cannot read Keras 3 resource variables otherwise)."""
+        converter's calibrator cannot read Keras 3 resource variables otherwise), its outputs returned as
+        {output name: tensor}: freezing flattens them to a list, and the .tflite's SignatureDef would call
+        them output_0, output_1, ... in an order of its own."""
         tf = tensorflow()
         from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+        export = self.export_function()
+        names = self.output_names
         with quiet_native():
-            frozen = convert_variables_to_constants_v2(self.export_function())
-        return tf.lite.TFLiteConverter.from_concrete_functions([frozen], self._trackable())
+            frozen = convert_variables_to_constants_v2(export)
+
+            def named(*tensors):
+                return dict(zip(names, tf.nest.flatten(frozen(*tensors))))
+
+            specs = list(export.structured_input_signature[0])
+            function = tf.function(named, input_signature=specs).get_concrete_function()
+        return tf.lite.TFLiteConverter.from_concrete_functions([function], self._trackable() or tf.Module())
 
     def predict(self, values: list[np.ndarray]) -> list[np.ndarray]:
-        """Run the source model in TensorFlow on one sample (inputs with batch dim) -> numpy outputs."""
+        """Run the source model in TensorFlow on one sample (inputs with batch dim, in input order) -> numpy
+        outputs in `output_names` order."""
         tf = tensorflow()
         tensors = [tf.constant(np.asarray(v, dtype=spec.dtype)) for v, spec in zip(values, self.inputs)]
         return [np.asarray(out) for out in self.concrete_function()(*tensors)]
 
     def describe(self) -> dict:
         return {"kind": self.kind, "location": self.location, "sha256": self.sha256,
-                "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in self.inputs]}
+                "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in self.inputs],
+                "outputs": list(self.output_names)}
 
     @property
     def is_image(self) -> bool:
         return len(self.inputs) == 1 and len(self.inputs[0].shape) == 4 and self.inputs[0].shape[3] in (1, 3) \
             and self.inputs[0].dtype.startswith("float")
-
-
-def _tf_name(name: str) -> str:
-    cleaned = "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in name)
-    return cleaned if cleaned and cleaned[0].isalpha() else f"input_{cleaned}"
 
 
 # -- Keras models (Keras 3 and tf_keras share the calling convention) ------------------------------
@@ -154,6 +194,9 @@ class KerasSource(SourceModel):
 
     def _trackable(self):
         return self.model
+
+    def _output_hint(self) -> list[str] | None:
+        return list(getattr(self.model, "output_names", None) or []) or None
 
 
 def _model_inputs(model):
@@ -229,7 +272,7 @@ class SavedModelSource(SourceModel):
 
     def _call(self, *tensors):
         outputs = self.signature(**dict(zip(self.input_keys, tensors)))
-        return [outputs[key] for key in sorted(outputs)]
+        return {key: outputs[key] for key in sorted(outputs)}
 
     def _trackable(self):
         return self.loaded

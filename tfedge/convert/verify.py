@@ -1,7 +1,9 @@
 """Compare a converted model with its source, through the device runtime (tfedge's one inference path).
 
-Figures: top-1 agreement (classifier outputs), mean/min cosine similarity and max absolute error of the
-outputs. Budgets are data: (flag name, figure, comparison).
+Outputs are paired by name (tfedge.convert.pairing), never by position. Figures: top-1 agreement (the first
+output, when it is class scores), mean/min cosine similarity of the float outputs, max absolute error of
+every output, and per output (by name) its own figures; an integer output (an argmax, a count) is compared
+for equality, since its cosine says nothing. Budgets are data: (flag name, figure, comparison).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import operator
 import numpy as np
 from tfedge_device.model import Model
 
-from ..errors import BudgetNotMet
+from ..errors import BadInput, BudgetNotMet
+from .pairing import pair_with_model
 from .sources import SourceModel
 
 
@@ -33,16 +36,29 @@ TASKS_WITHOUT_TOP1 = frozenset({"sentence-embedding"})
 
 
 def compare_outputs(references: list[list[np.ndarray]], candidates: list[list[np.ndarray]],
-                    top1: bool = True) -> dict:
-    """Figures over samples; each sample is a list of outputs (paired by position). `top1`: the first
-    output is class scores when it is [1, classes]."""
+                    top1: bool = True, names: list[str] | None = None) -> dict:
+    """Figures over samples; each sample is a list of outputs, already paired (by name: the caller orders
+    the candidate's outputs as the reference's). `top1`: the first output is class scores when it is
+    [1, classes]. `names`: the outputs' names, for the per-output figures and messages."""
+    names = list(names) if names else [f"output_{i}" for i in range(len(references[0]) if references else 0)]
     cosines, max_errors, agreements = [], [], []
+    per_output = {name: {"cosines": [], "errors": [], "equal": []} for name in names}
     for reference, candidate in zip(references, candidates):
-        for ref, cand in zip(reference, candidate):
-            ref = np.asarray(ref, np.float32)
-            cand = np.asarray(cand, np.float32).reshape(ref.shape)
-            cosines.append(cosine(ref, cand))
-            max_errors.append(float(np.max(np.abs(ref - cand))) if ref.size else 0.0)
+        for name, ref, cand in zip(names, reference, candidate):
+            ref, cand = np.asarray(ref), np.asarray(cand)
+            if ref.size != cand.size:
+                raise BadInput(f"output {name!r}: the source gives shape {list(ref.shape)}, the converted model "
+                               f"{list(cand.shape)}")
+            integer = ref.dtype.kind in "iub" and cand.dtype.kind in "iub"
+            ref, cand = ref.astype(np.float32), cand.astype(np.float32).reshape(ref.shape)
+            entry = per_output[name]
+            entry["errors"].append(float(np.max(np.abs(ref - cand))) if ref.size else 0.0)
+            max_errors.append(entry["errors"][-1])
+            if integer:
+                entry["equal"].append(float(np.array_equal(ref, cand)))
+            else:
+                entry["cosines"].append(cosine(ref, cand))
+                cosines.append(entry["cosines"][-1])
         if top1 and is_classifier_output(np.asarray(reference[0])):
             agreements.append(float(np.argmax(reference[0], -1)[0] == np.argmax(candidate[0], -1)[0]))
     return {
@@ -51,14 +67,27 @@ def compare_outputs(references: list[list[np.ndarray]], candidates: list[list[np
         "cosine_mean": float(np.mean(cosines)) if cosines else None,
         "cosine_min": float(np.min(cosines)) if cosines else None,
         "max_abs_error": float(np.max(max_errors)) if max_errors else None,
+        "outputs": {name: {"cosine_min": float(np.min(e["cosines"])) if e["cosines"] else None,
+                           "max_abs_error": float(np.max(e["errors"])) if e["errors"] else None,
+                           "equal": float(np.mean(e["equal"])) if e["equal"] else None}
+                    for name, e in per_output.items()},
     }
+
+
+def run_paired(source: SourceModel, model: Model, samples) -> tuple[list, list]:
+    """(source outputs, model outputs) per sample, the model's inputs and outputs paired with the source's
+    by name (exit 2 when they cannot be)."""
+    pairing = pair_with_model(source, model)
+    references = [source.predict(arrays) for arrays in samples.arrays]
+    candidates = [pairing.our_outputs(model.predict(*pairing.their_inputs(arrays))) for arrays in samples.arrays]
+    return references, candidates
 
 
 def verify(source: SourceModel, model: Model, samples) -> dict:
     """Run source (TensorFlow) and model (device runtime) on every sample and compare."""
-    references = [source.predict(arrays) for arrays in samples.arrays]
-    candidates = [model.predict(*arrays) for arrays in samples.arrays]
-    figures = compare_outputs(references, candidates, top1=source.task not in TASKS_WITHOUT_TOP1)
+    references, candidates = run_paired(source, model, samples)
+    figures = compare_outputs(references, candidates, top1=source.task not in TASKS_WITHOUT_TOP1,
+                              names=source.output_names)
     figures["data"] = samples.origin
     figures["real_data"] = samples.real
     return figures

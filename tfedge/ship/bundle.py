@@ -107,7 +107,7 @@ def sample_arrays(request: BundleRequest, model: Model, manifest: dict) -> tuple
     if path.suffix in (".npy", ".npz"):
         try:
             loaded = np.load(path, allow_pickle=False)
-            arrays = [loaded[k] for k in loaded.files] if path.suffix == ".npz" else [loaded]
+            arrays = sample_by_name(loaded, model, path) if path.suffix == ".npz" else [loaded]
         except (ValueError, OSError, EOFError) as err:
             raise BadInput(f"--sample {path.name} is not a readable {path.suffix} file: {err}") from None
     else:
@@ -127,6 +127,19 @@ def sample_arrays(request: BundleRequest, model: Model, manifest: dict) -> tuple
                            f"the model takes {list(shape)}")
         fixed.append(array.astype(np.float32) if spec.quantized or spec.dtype.kind == "f" else array)
     return fixed, path.name
+
+
+def sample_by_name(archive, model: Model, path: Path) -> list[np.ndarray]:
+    """An .npz sample's arrays in the model's input order, keyed by input name (one input: any one array)."""
+    from ..convert.pairing import match_name
+
+    names = [spec.key for spec in model.inputs]
+    keys = [match_name(name, archive.files) for name in names]
+    if None not in keys:
+        return [archive[key] for key in keys]
+    if len(names) == 1 and len(archive.files) == 1:
+        return [archive[archive.files[0]]]
+    raise BadInput(f"--sample {path.name} holds {archive.files}; key its arrays by the model's input names: {names}")
 
 
 def random_sample(model: Model, manifest: dict, shapes: list[tuple]) -> list[np.ndarray]:
@@ -199,6 +212,8 @@ def build_bundle_dir(request: BundleRequest, root: Path) -> dict:
         save_arrays(root / SAMPLE_INPUT, inputs, "input")
         save_arrays(root / SAMPLE_EXPECTED, expected, "output")
         data["sample"] = {"input": SAMPLE_INPUT, "expected": SAMPLE_EXPECTED, "origin": origin,
+                          "inputs": [spec.key for spec in model.inputs],  # the arrays' tensor names, in order
+                          "outputs": [spec.key for spec in model.outputs],
                           "computed_with": f"cpu variant, {model.runtime.name} {model.runtime.version}",
                           "tolerance": TOLERANCES}
     elif request.sample is not None:

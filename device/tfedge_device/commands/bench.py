@@ -1,4 +1,5 @@
-"""`tfedge-run bench MODEL [--threads N] [--runs N] [--warmup N] [--edgetpu] [--json]`: latency and memory.
+"""`tfedge-run bench MODEL [--threads N] [--runs N] [--warmup N] [--edgetpu] [--input-shape NAME:DIMS] [--json]`:
+latency and memory. A dynamic input needs --input-shape (or a default in the manifest; a dynamic batch is 1).
 
 Measured by tfedge_device.bench (benchmark_model's method: init, first inference, warm-up, timed runs;
 count/first/min/max/avg/std and p50/p90/p99 in microseconds; peak memory, which is approximate).
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from .options import add_model, positive, take_model
+from .options import add_input_shape, add_model, positive, take_model
 
 
 def add_arguments(parser) -> None:
@@ -21,6 +22,7 @@ def add_arguments(parser) -> None:
         "--warmup", type=int, default=5, help="Warm-up runs before the timed ones (default 5)."
     )
     parser.add_argument("--edgetpu", action="store_true", help="Run on the Edge TPU delegate (libedgetpu).")
+    add_input_shape(parser)
     parser.add_argument(
         "--json", dest="as_json", action="store_true", help="Print one JSON object on stdout only."
     )
@@ -36,7 +38,8 @@ def run(args) -> int:
         "model": args.model,
         "threads": args.threads,
         **benchmark(
-            args.model, runs=args.runs, warmup=args.warmup, threads=args.threads, edgetpu=args.edgetpu
+            args.model, runs=args.runs, warmup=args.warmup, threads=args.threads, edgetpu=args.edgetpu,
+            input_shapes=args.input_shapes,
         ),
     }
     if args.as_json:

@@ -41,11 +41,17 @@ def read_texts(args) -> list[str]:
 
 
 def embed(model_path, texts: list[str], threads: int | None = None, adaptive: bool = True) -> dict:
+    from ..text import TextModel
+
+    return embed_texts(TextModel(model_path, threads=threads, adaptive=adaptive), texts, model_path)
+
+
+def embed_texts(model, texts: list[str], model_path) -> dict:
+    """Texts through a loaded TextModel -> the result `--json` prints (also the server's :embed answer)."""
     import numpy as np
 
-    from ..text import TextModel, cosine_matrix
+    from ..text import cosine_matrix
 
-    model = TextModel(model_path, threads=threads, adaptive=adaptive)
     task = model.manifest.get("task") or "sentence-embedding"
     vectors, times = [], []
     for text in texts:

@@ -1,9 +1,11 @@
 """`tfedge-run info MODEL [--edgetpu] [--json]`: what runs here and what the model is.
 
 Runtime in use (LiteRT or tflite-runtime), its version and known limitations; whether the Edge TPU library
-loads; the model's inputs and outputs with dtypes and quantization; whether it was compiled for the Edge TPU
-(then it needs the delegate); and the manifest beside it. An Edge TPU model is described without loading
-it when the delegate is absent (its tensors then come from the manifest).
+loads; the model's inputs and outputs with their signature names, shape signatures (-1 where dynamic),
+dtypes and quantization; whether it was compiled for the Edge TPU (then it needs the delegate); and the
+manifest beside it. Nothing is allocated or run: a model whose dynamic input the runtime cannot prepare at
+its placeholder shape is described all the same (with the --input-shape its commands need). An Edge TPU
+model is described without loading it when the delegate is absent (its tensors then come from the manifest).
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ def model_info(path, edgetpu: bool = False) -> dict:
     from pathlib import Path
 
     from ..bundle import edgetpu_library_loads
-    from ..classify import find_manifest
+    from ..manifest import find_manifest
     from ..model import Model, needs_edgetpu, read_model_bytes
     from ..runtime import describe
+    from ..shapes import batch_default, flag_example, manifest_defaults
 
     path = Path(path)
     data = read_model_bytes(path)
@@ -68,16 +71,30 @@ def model_info(path, edgetpu: bool = False) -> dict:
             }
         )
     else:
-        info["model"].update(
-            {**Model(path, edgetpu=edgetpu).describe(), "loaded": True, "needs_edgetpu_delegate": compiled}
-        )
+        model = Model(path, edgetpu=edgetpu, allocate=False)  # described, never allocated nor invoked
+        info["model"].update({**model.describe(), "loaded": True, "needs_edgetpu_delegate": compiled})
+        defaults = manifest_defaults(model, manifest)
+        for position, (tensor, spec) in enumerate(zip(info["model"]["inputs"], model.inputs)):
+            if spec.dynamic:
+                default = defaults.get(position) or batch_default(spec)
+                tensor["default_shape"] = list(default) if default else None
+                tensor["default_from"] = "manifest" if position in defaults else ("batch 1" if default else None)
+                tensor["needs"] = None if default else flag_example(spec)
     for tensor in info["model"]["inputs"] + info["model"]["outputs"]:
+        tensor["shape_signature"] = tensor.get("shape")
         tensor["real_range"] = real_range(tensor)
     return info
 
 
 def tensor_line(tensor: dict) -> str:
-    text = f"{tensor['name']} {tensor['shape']} {tensor['dtype']}"
+    name = tensor.get("signature_name") or tensor["name"]
+    if tensor.get("signature_name") and tensor["signature_name"] != tensor["name"]:
+        name += f" (tensor {tensor['name']})"
+    text = f"{name} {tensor['shape']} {tensor['dtype']}"
+    if tensor.get("default_shape"):
+        text += f" (dynamic; {tensor['default_shape']} unless --input-shape: {tensor['default_from']})"
+    elif tensor.get("needs"):
+        text += f" (dynamic: run, bench and verify need {tensor['needs']})"
     if tensor.get("real_range"):
         low, high = tensor["real_range"]
         text += f" scale {tensor['scale']:.6g} zero_point {tensor['zero_point']} (real {low:g}..{high:g})"

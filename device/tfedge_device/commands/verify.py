@@ -13,6 +13,7 @@ import platform
 import time
 
 from ..errors import BudgetNotMet
+from .options import add_input_shape
 
 
 def add_arguments(parser) -> None:
@@ -23,14 +24,18 @@ def add_arguments(parser) -> None:
     where.add_argument("--cpu", dest="edgetpu", action="store_const", const=False,
                        help="Verify the CPU variant.")
     parser.add_argument("--threads", type=int, default=None, help="Interpreter threads.")
+    add_input_shape(parser)
     parser.add_argument("--json", dest="as_json", action="store_true", help="Print one JSON object on stdout only.")
 
 
-def verify_bundle(path, edgetpu: bool | None = None, threads: int | None = None) -> dict:
-    """Run every check; raises the first failure as a TfedgeError, returns the report when all pass."""
-    from ..bundle import choose_variant, compare_sample, load_arrays, open_bundle
+def verify_bundle(path, edgetpu: bool | None = None, threads: int | None = None, input_shapes=()) -> dict:
+    """Run every check; raises the first failure as a TfedgeError, returns the report when all pass.
+    input_shapes: `--input-shape` texts for dynamic inputs (else the stored sample's shapes, the manifest's
+    default, a dynamic batch 1: shapes.resolve_input_shapes)."""
+    from ..bundle import choose_variant, compare_sample, load_arrays, open_bundle, variant_manifest
     from ..model import Model
     from ..runtime import get_runtime
+    from ..shapes import resolve_input_shapes
 
     bundle = open_bundle(path)
     runtime = get_runtime()
@@ -41,16 +46,22 @@ def verify_bundle(path, edgetpu: bool | None = None, threads: int | None = None)
               "min_runtime_release": (bundle.data.get("requires") or {}).get("min_runtime_release"),
               "sample": None}
     models = {}
+    sample = bundle.data.get("sample")
     for name in ("cpu", variant):  # the CPU variant is the fallback: it must load too
         if bundle.variant(name) and name not in models:
-            models[name] = Model(bundle.path(bundle.variant(name)["model"]), threads, edgetpu=name == "edgetpu")
+            model = Model(bundle.path(bundle.variant(name)["model"]), threads, edgetpu=name == "edgetpu",
+                          allocate=False)
+            inputs = load_arrays(bundle.path(sample["input"]), model.inputs) if sample else []  # by name
+            data_shapes = {p: a.shape for p, a in enumerate(inputs)} if len(inputs) == len(model.inputs) else None
+            model.allocate(resolve_input_shapes(model, input_shapes, variant_manifest(bundle, name), data_shapes))
+            models[name] = model
             report["loaded"].append(f"{name}: {models[name].path.name} ({len(bundle.variant(name).get('ops', []))} "
                                     f"op kinds)")
-    sample = bundle.data.get("sample")
     if sample:
         model = models[variant]
-        inputs = load_arrays(bundle.path(sample["input"]))
-        expected = load_arrays(bundle.path(sample["expected"]))
+        inputs = load_arrays(bundle.path(sample["input"]), model.inputs, sample.get("inputs"))  # by name: the
+        expected = load_arrays(bundle.path(sample["expected"]), model.outputs, sample.get("outputs"))  # variants
+        # may order their tensors differently
         started = time.perf_counter()
         outputs = model.predict(*inputs)
         elapsed_ms = (time.perf_counter() - started) * 1000
@@ -66,7 +77,7 @@ def verify_bundle(path, edgetpu: bool | None = None, threads: int | None = None)
 
 
 def run(args) -> int:
-    report = verify_bundle(args.bundle, args.edgetpu, args.threads)
+    report = verify_bundle(args.bundle, args.edgetpu, args.threads, args.input_shapes)
     if args.as_json:
         print(json.dumps(report, indent=2))
         return 0
