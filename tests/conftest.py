@@ -91,6 +91,15 @@ def tfedge_run():
     return lambda *args, **kw: run_command("tfedge-run", *args, **kw)
 
 
+def without_module(directory: Path, name: str) -> dict:
+    """env for run_command in which `import NAME` fails as for a missing package, whether or not it is installed
+    here: a package of that name first on PYTHONPATH whose import raises ModuleNotFoundError."""
+    (directory / name).mkdir()
+    (directory / name / "__init__.py").write_text(
+        f"raise ModuleNotFoundError(\"No module named '{name}'\", name={name!r})\n")
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH")]))}
+
+
 def assert_clean_error(result: CliResult, exit_code: int, *words: str) -> None:
     """A user error: the documented exit code, one line naming the problem, no traceback."""
     assert result.returncode == exit_code, result

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import struct
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_clean_error
+from conftest import assert_clean_error, without_module
 from edgetpu_models import edgetpu_twin
 from PIL import Image
 
@@ -261,14 +260,9 @@ def test_usage_and_path_errors(tfedge_run, digits_int8, tmp_path, args, code, wo
 
 
 def test_missing_runtime_is_exit_3_naming_it(tfedge_run, digits_int8, images, tmp_path):
-    # tflite_runtime made unimportable whether or not it is installed here: a package of that name, first on
-    # the path, whose import fails as a missing one does
-    (tmp_path / "tflite_runtime").mkdir()
-    (tmp_path / "tflite_runtime" / "__init__.py").write_text(
-        "raise ModuleNotFoundError(\"No module named 'tflite_runtime'\", name='tflite_runtime')\n")
-    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    # tflite_runtime unimportable whether or not it is installed here
     result = tfedge_run("classify", digits_int8, "-i", images[0],
-                        env={"TFEDGE_RUNTIME": "tflite-runtime", "PYTHONPATH": path})
+                        env={"TFEDGE_RUNTIME": "tflite-runtime", **without_module(tmp_path, "tflite_runtime")})
     assert_clean_error(result, 3, "tflite-runtime is not installed", "pip install tflite-runtime")
 
 
