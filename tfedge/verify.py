@@ -57,11 +57,27 @@ def compare_outputs(references: list[list[np.ndarray]], candidates: list[list[np
 def verify(source: SourceModel, model: Model, samples) -> dict:
     """Run source (TensorFlow) and model (device runtime) on every sample and compare."""
     references = [source.predict(arrays) for arrays in samples.arrays]
-    candidates = [model.predict(*arrays) for arrays in samples.arrays]
+    order = output_order(source, model)
+    candidates = [[outputs[i] for i in order] for outputs in (model.predict(*arrays) for arrays in samples.arrays)]
     figures = compare_outputs(references, candidates, top1=source.task not in TASKS_WITHOUT_TOP1)
     figures["data"] = samples.origin
     figures["real_data"] = samples.real
     return figures
+
+
+def output_order(source: SourceModel, model: Model) -> list[int]:
+    """Positions of the model's outputs in the source's order: by the signature's output names when the source
+    names its outputs and the model's signature has the same names (the converter does not keep a SavedModel's
+    output order: a detector's num_detections may come first), else as they are."""
+    positions = list(range(len(model.outputs)))
+    signatures = getattr(model.interpreter, "_get_full_signature_list", dict)() or {}
+    if not source.output_names or len(signatures) != 1:
+        return positions
+    by_name = next(iter(signatures.values())).get("outputs", {})
+    index_position = {spec.index: i for i, spec in enumerate(model.outputs)}
+    if sorted(by_name) != sorted(source.output_names) or not all(t in index_position for t in by_name.values()):
+        return positions
+    return [index_position[by_name[name]] for name in source.output_names]
 
 
 # (option name, figure, comparison, wording)

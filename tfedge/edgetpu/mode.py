@@ -45,7 +45,7 @@ def _refusal(report: dict) -> dict | None:
     """The first op the converter left without an integer kernel (on a float/int32 activation), if any.
 
     The converter wraps such an op in DEQUANTIZE ... QUANTIZE: name the op itself, not its wrappers."""
-    bad = [op for op in report["ops"] if op["status"] in rules.NO_INTEGER_KERNEL]
+    bad = [op for op in report["ops"] if op["status"] in rules.NO_INTEGER_KERNEL and op["op"] not in rules.CPU_BY_DESIGN]
     return next((op for op in bad if op["op"] not in ("QUANTIZE", "DEQUANTIZE")), bad[0] if bad else None)
 
 
@@ -62,8 +62,14 @@ def build_edgetpu(source, samples, context, request) -> bytes:
     _check_fixed_batch(source)
     converter = source.converter()
     configure_int8(converter, context)
+    adjust = getattr(source, "adjust_converter", None)  # e.g. detectors: float outputs after the NMS op
+    if adjust is not None:
+        adjust(converter, edgetpu_mode)
     name = Path(source.location).name
     model_bytes = run_converter(converter, name, context)
+    finalize = getattr(source, "finalize_model", None)  # judged as it will be written (convert() finalizes too:
+    if finalize is not None:  # finalize_model is idempotent)
+        model_bytes = finalize(model_bytes)
     report = check_graph(graph_from_bytes(model_bytes, request.output))
     bad = _refusal(report)
     if bad is not None:
@@ -71,7 +77,11 @@ def build_edgetpu(source, samples, context, request) -> bytes:
                        f"for the Edge TPU: {bad['reasons'][0]}",
                        hint="replace the op in the source model (see docs/edgetpu.md), or use --quant int8 "
                             "for a CPU-only model")
-    if not report["fully_mapped"]:
+    cpu_ops = [op for op in report["ops"] if not op["on_tpu"] and op["op"] not in rules.CPU_BY_DESIGN]
+    if not report["fully_mapped"] and not cpu_ops:
+        log.info("Edge TPU pre-check: the whole network predicted on the TPU; on the CPU by design: %s",
+                 ", ".join(sorted({op["op"] for op in report["ops"] if not op["on_tpu"]})))
+    elif not report["fully_mapped"]:
         first = report["first_cpu_op"]
         log.warning("Edge TPU pre-check: %d of %d ops (%.0f %% of MACs) predicted on the TPU; op #%d %s and the "
                     "ops after it run on the CPU: %s. Details: tfedge edgetpu check %s",
@@ -81,6 +91,6 @@ def build_edgetpu(source, samples, context, request) -> bytes:
     return model_bytes
 
 
-register(EdgeTpuMode("edgetpu", "full integer for the Coral Edge TPU (uint8 I/O, batch 1), pre-checked",
-                     configure_int8, aliases=("coral", "edge-tpu"), needs_calibration=True,
-                     io_types=("uint8", "int8"), quantized_io_ok=True, build=build_edgetpu))
+edgetpu_mode = register(EdgeTpuMode("edgetpu", "full integer for the Coral Edge TPU (uint8 I/O, batch 1), pre-checked",
+                                    configure_int8, aliases=("coral", "edge-tpu"), needs_calibration=True,
+                                    io_types=("uint8", "int8"), quantized_io_ok=True, build=build_edgetpu))

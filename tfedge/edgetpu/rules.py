@@ -138,5 +138,10 @@ OP_RULES = {
     "UNIDIRECTIONAL_SEQUENCE_LSTM": OpRule(),
 }
 
+# Custom ops that run on the CPU by design, after the Edge TPU subgraph: an integer mode does not refuse them.
+# TFLite_Detection_PostProcess (SSD box decoding + NMS) stays on the CPU in Coral's own detection models
+# (github.com/google-coral/edgetpu/issues/515: "yes, the TFLite_Detection_PostProcess Op runs on the CPU").
+CPU_BY_DESIGN = ("TFLite_Detection_PostProcess",)
+
 # The custom op edgetpu_compiler writes: a model that already has it was compiled (check says so).
 EDGETPU_CUSTOM_OP = "edgetpu-custom-op"

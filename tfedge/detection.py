@@ -1,0 +1,196 @@
+"""Detectors whose post-processing is the TFLite_Detection_PostProcess op (the SSD family).
+
+A SavedModel exported the TF Object Detection API's way (export_tflite_graph_lib_tf2.py) calls a composite,
+`tf.function(experimental_implements='name: "TFLite_Detection_PostProcess" attr {...}')`, which the TFLite
+converter fuses into the op. Three things keep that op alive and the network on the Edge TPU:
+  * the SavedModel is converted as it is, not frozen first (freezing inlines the composite, and the converter
+    then sees its body, or nothing when the body is the OD API's empty stand-in);
+  * with integer quantization the op's outputs stay float32 (they are boxes and scores, not activations);
+  * the TF 2.21 quantizer puts a DEQUANTIZE in front of each quantized input of the op (it has no int8 spec for
+    custom ops). The op's kernel reads int8 and uint8 box encodings and scores itself
+    (tensorflow/lite/kernels/detection_postprocess.cc, DequantizeBoxEncodings / DequantizeClassPredictions),
+    and a DEQUANTIZE between the network's ops ends the Edge TPU subgraph there (coral.ai/docs/edgetpu/
+    models-intro#compiling) — so `bypass_dequantize` wires the int8 tensors straight into the op, as in
+    Coral's own SSD models.
+"""
+
+from __future__ import annotations
+
+import re
+
+POSTPROCESS_OP = "TFLite_Detection_PostProcess"
+_ATTR = re.compile(r'attr\s*\{\s*key:\s*"(\w+)"\s*value\s*\{\s*(\w):\s*([^\s}]+)\s*\}\s*\}')
+
+
+def parse_implements(text: str) -> dict | None:
+    """The attributes of a `tf._implements` NameAttrList in text form, or None when it names another op."""
+    if f'"{POSTPROCESS_OP}"' not in text and text.strip() != POSTPROCESS_OP:
+        return None
+    attrs = {}
+    for key, kind, value in _ATTR.findall(text):
+        attrs[key] = {"i": int, "f": float, "b": lambda v: v.lower() == "true"}.get(kind, str)(value)
+    return attrs
+
+
+def find_postprocess(concrete_function) -> dict | None:
+    """The post-processing attributes when the function's graph calls a TFLite_Detection_PostProcess
+    composite (in its function library), else None."""
+    library = concrete_function.graph.as_graph_def().library
+    for function in library.function:
+        for key in ("_implements", "tf._implements"):
+            if key not in function.attr:
+                continue
+            value = function.attr[key]
+            if value.HasField("func"):
+                text = f'name: "{value.func.name}" ' + " ".join(
+                    f'attr {{ key: "{k}" value {{ {v.WhichOneof("value")}: {_attr_text(v)} }} }}'
+                    for k, v in value.func.attr.items())
+            else:
+                text = value.s.decode(errors="replace")
+            attrs = parse_implements(text)
+            if attrs is not None:
+                return attrs
+    return None
+
+
+def _attr_text(value) -> str:
+    kind = value.WhichOneof("value")
+    got = getattr(value, kind)
+    return str(got).lower() if kind == "b" else str(got)
+
+
+def detection_attributes(source) -> dict | None:
+    """For a SavedModel source: the manifest's `detection` entry when its signature calls the composite."""
+    attrs = find_postprocess(source.signature)
+    if attrs is None:
+        return None
+    source.notes.append(f"{POSTPROCESS_OP} composite found: converted from the SavedModel as it is (not "
+                        f"frozen) so the converter fuses it into the op")
+    return {"postprocess": POSTPROCESS_OP, **attrs}
+
+
+def saved_model_converter(source):
+    """The OD API's documented path: TFLiteConverter.from_saved_model on the chosen signature."""
+    from .tfrt import quiet_native, tensorflow
+
+    tf = tensorflow()
+    with quiet_native():
+        return tf.lite.TFLiteConverter.from_saved_model(source.location, signature_keys=[source.signature_name])
+
+
+def keep_float_outputs(converter, mode) -> None:
+    """The op's outputs are boxes, classes, scores and a count in float32: integer modes keep them so (an int8
+    output type would add a QUANTIZE after the op, on the CPU, and coarse boxes)."""
+    from .tfrt import tensorflow
+
+    tf = tensorflow()
+    if getattr(converter, "inference_output_type", tf.float32) != tf.float32:
+        converter.inference_output_type = tf.float32
+
+
+def finalize_detector(source, model_bytes: bytes) -> bytes:
+    """Check the op was fused (else the conversion did not do what a detector needs) and feed it the network's
+    quantized tensors directly (requantize_postprocess_inputs)."""
+    from tfedge_device.guard import trust
+
+    from .errors import BadInput
+
+    if POSTPROCESS_OP.encode() not in model_bytes:
+        raise BadInput(f"the converter did not fuse the {POSTPROCESS_OP} composite of {source.location}",
+                       hint="the composite must be called from the serving signature with "
+                            "(box_encodings, class_predictions, anchors)")
+    model_bytes, changed = requantize_postprocess_inputs(model_bytes)
+    if changed:
+        source.notes.append(f"{changed} DEQUANTIZE op(s) before {POSTPROCESS_OP} became int8->uint8 QUANTIZE "
+                            f"(the op reads uint8 box encodings, scores and anchors itself; the Edge TPU maps "
+                            f"QUANTIZE, so the network stays one Edge TPU subgraph)")
+        trust(model_bytes)  # rewritten in this process from a model the converter made
+    return model_bytes
+
+
+def requantize_postprocess_inputs(model_bytes: bytes) -> tuple[bytes, int]:
+    """Turn every DEQUANTIZE (int8 -> float32) that only feeds a TFLite_Detection_PostProcess op into a
+    QUANTIZE (int8 -> uint8, the same scale, zero point + 128): the op reads the uint8 tensor itself. Returns
+    (model bytes, number of ops changed); the bytes are unchanged when none."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes))
+    codes = model.operatorCodes
+
+    def builtin(op) -> int:
+        code = codes[op.opcodeIndex]
+        return max(code.builtinCode, code.deprecatedBuiltinCode)
+
+    def is_postprocess(op) -> bool:
+        code = codes[op.opcodeIndex]
+        return code.customCode is not None and code.customCode.decode() == POSTPROCESS_OP
+
+    changed = 0
+    for subgraph in model.subgraphs:
+        consumers: dict[int, int] = {}
+        for op in subgraph.operators:
+            for tensor in op.inputs:
+                consumers[int(tensor)] = consumers.get(int(tensor), 0) + 1
+        producers = {int(tensor): op for op in subgraph.operators for tensor in op.outputs}
+        outputs = {int(tensor) for tensor in subgraph.outputs}
+        for op in subgraph.operators:
+            if not is_postprocess(op):
+                continue
+            for tensor in (int(t) for t in op.inputs):
+                producer = producers.get(tensor)
+                if (producer is None or builtin(producer) != schema.BuiltinOperator.DEQUANTIZE
+                        or consumers.get(tensor) != 1 or tensor in outputs):
+                    continue
+                source = subgraph.tensors[int(producer.inputs[0])]
+                if source.type != schema.TensorType.INT8 or source.quantization is None:
+                    continue
+                target = subgraph.tensors[tensor]
+                target.type = schema.TensorType.UINT8
+                quantization = schema.QuantizationParametersT()
+                quantization.scale = list(source.quantization.scale)
+                quantization.zeroPoint = [int(z) + 128 for z in source.quantization.zeroPoint]
+                target.quantization = quantization
+                producer.opcodeIndex = _opcode_index(model, schema.BuiltinOperator.QUANTIZE)
+                producer.builtinOptionsType = schema.BuiltinOptions.QuantizeOptions
+                producer.builtinOptions = schema.QuantizeOptionsT()
+                changed += 1
+            if subgraph.tensors[int(op.inputs[0])].type == schema.TensorType.UINT8:
+                _quantize_anchors(model, subgraph, int(op.inputs[2]))
+    if not changed:
+        return model_bytes, 0
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), changed
+
+
+def _quantize_anchors(model, subgraph, index: int) -> None:
+    """The kernel reads the anchors in the box encodings' type: with uint8 box encodings, a float32 anchor
+    constant becomes uint8 (scale max/255, zero point 0: anchors are in [0, 1], as in Coral's SSD models)."""
+    import numpy as np
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    tensor = subgraph.tensors[index]
+    buffer = model.buffers[tensor.buffer]
+    if tensor.type != schema.TensorType.FLOAT32 or buffer.data is None or not len(buffer.data):
+        return
+    values = np.frombuffer(bytes(bytearray(buffer.data)), np.float32)
+    scale = float(max(values.max(), 1e-6)) / 255.0
+    buffer.data = np.clip(np.round(values / scale), 0, 255).astype(np.uint8)
+    tensor.type = schema.TensorType.UINT8
+    quantization = schema.QuantizationParametersT()
+    quantization.scale, quantization.zeroPoint = [scale], [0]
+    tensor.quantization = quantization
+
+
+def _opcode_index(model, builtin: int) -> int:
+    """The index of a builtin operator code in the model, added (version 1) when missing."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    for index, code in enumerate(model.operatorCodes):
+        if code.customCode is None and max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+            return index
+    code = schema.OperatorCodeT()
+    code.builtinCode = builtin
+    code.deprecatedBuiltinCode = min(builtin, 127)
+    code.version = 1
+    model.operatorCodes.append(code)
+    return len(model.operatorCodes) - 1
