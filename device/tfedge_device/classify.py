@@ -86,7 +86,7 @@ def image_input(model: Model) -> TensorSpec:
     """The model's single image input, [1, H, W, C] with C 1 or 3; BadInput otherwise."""
     if len(model.inputs) != 1:
         raise BadInput(
-            f"{model.path.name} takes {len(model.inputs)} inputs; classify needs one image input",
+            f"{model.path.name} takes {len(model.inputs)} inputs; an image model takes one image input",
             hint="use tfedge-run embed for text models",
         )
     spec = model.inputs[0]
@@ -125,23 +125,25 @@ def derive_preset(spec: TensorSpec) -> tuple[str, str]:
 
 
 def resolve_spec(
-    model: Model, manifest: dict | None, preset: str | None = None, resize: str | None = None
+    model: Model, manifest: dict | None, preset: str | None = None, resize: str | None = None,
+    fit: str | None = None, default_fit: str = "stretch",
 ) -> tuple[ImageSpec, str]:
-    """The ImageSpec to feed `model` and a phrase saying where it came from; flags override."""
+    """The ImageSpec to feed `model` and a phrase saying where it came from; flags override. `default_fit`
+    applies when the manifest names no fit (detection: per output layout)."""
     tensor = image_input(model)
     shape = model.interpreter.get_input_details()[0]["shape"]
     image = ((manifest or {}).get("preprocess") or {}).get("image")
     if image:
-        spec, origin = ImageSpec.from_dict(image), "manifest"
+        spec, origin = ImageSpec.from_dict({"fit": default_fit, **image}), "manifest"
     else:
         derived, why = derive_preset(tensor)
-        spec, origin = ImageSpec.from_shape(shape, derived), f"input tensor ({why})"
+        spec, origin = ImageSpec.from_shape(shape, derived, default_fit), f"input tensor ({why})"
     if (spec.height, spec.width, spec.channels) != tuple(int(d) for d in shape[1:]):
         raise BadInput(
             f"manifest preprocessing {spec.height}x{spec.width}x{spec.channels} does not match the "
             f"input shape {[int(d) for d in shape]}"
         )
-    overrides = {key: value for key, value in (("preset", preset), ("resize", resize)) if value}
+    overrides = {key: value for key, value in (("preset", preset), ("resize", resize), ("fit", fit)) if value}
     if overrides:
         spec = ImageSpec.from_dict({**spec.to_dict(), **overrides})
         origin += " with " + ", ".join(f"--{key} {value}" for key, value in overrides.items())
@@ -153,17 +155,22 @@ def num_classes(model: Model) -> int:
     return int(np.prod(shape))
 
 
+def label_source(manifest: dict | None, labels_path=None) -> tuple[list[str] | None, str | None]:
+    """(labels, origin): the --labels file, else the manifest's, else (None, None) (ids are printed)."""
+    if labels_path:
+        return read_labels(labels_path), str(labels_path)
+    if manifest and manifest.get("labels"):
+        return list(manifest["labels"]), "manifest"
+    return None, None
+
+
 def resolve_labels(
     model: Model, manifest: dict | None, labels_path=None
 ) -> tuple[list[str] | None, str | None]:
-    """(labels, origin): the --labels file, else the manifest's, else none (ids are printed)."""
-    if labels_path:
-        labels, origin = read_labels(labels_path), str(labels_path)
-    elif manifest and manifest.get("labels"):
-        labels, origin = list(manifest["labels"]), "manifest"
-    else:
-        return None, None
-    check_labels(labels, num_classes(model), origin)
+    """label_source, checked against the classes of the model's first output."""
+    labels, origin = label_source(manifest, labels_path)
+    if labels is not None:
+        check_labels(labels, num_classes(model), origin)
     return labels, origin
 
 
@@ -175,14 +182,14 @@ def top_k(scores: np.ndarray, k: int, threshold: float, labels: list[str] | None
     return [Prediction(i, labels[i] if labels else str(i), values[i]) for i in best if values[i] >= threshold]
 
 
-def timed_runs(model: Model, values: list, count: int) -> tuple[np.ndarray, list[float]]:
-    """Run `model` on `values` count times -> (the first output of the last run, ms of each run)."""
+def timed_runs(model: Model, values: list, count: int) -> tuple[list[np.ndarray], list[float]]:
+    """Run `model` on `values` count times -> (the outputs of the last run, ms of each run)."""
     times = []
     for _ in range(count):
         started = time.perf_counter()
-        scores = model.predict(*values)[0]
+        outputs = model.predict(*values)
         times.append((time.perf_counter() - started) * 1e3)
-    return scores, times
+    return outputs, times
 
 
 class Classifier:
@@ -226,17 +233,23 @@ class Classifier:
         started = time.perf_counter()
         batch = self.preprocess(path)
         preprocessed = time.perf_counter()
-        scores, times = timed_runs(self.model, [batch], count)
+        outputs, times = timed_runs(self.model, [batch], count)
         return Classified(
-            str(path), top_k(scores, top, threshold, self.labels), (preprocessed - started) * 1e3, times
+            str(path), top_k(outputs[0], top, threshold, self.labels), (preprocessed - started) * 1e3, times
         )
 
     def describe(self) -> dict:
-        return {
-            "model": str(self.model.path),
-            "runtime": f"{self.model.runtime.name} {self.model.runtime.version}",
-            "edgetpu": self.model.edgetpu,
-            "manifest": self.manifest_name,
-            "preprocess": {**self.spec.to_dict(), "from": self.spec_origin},
-            "labels": self.labels_origin or "none (class ids)",
-        }
+        return describe_run(self)
+
+
+def describe_run(runner, **extra) -> dict:
+    """What an image Classifier or Detector runs: model, runtime, manifest, preprocessing, labels (+ extra)."""
+    return {
+        "model": str(runner.model.path),
+        "runtime": f"{runner.model.runtime.name} {runner.model.runtime.version}",
+        "edgetpu": runner.model.edgetpu,
+        "manifest": runner.manifest_name,
+        **extra,
+        "preprocess": {**runner.spec.to_dict(), "from": runner.spec_origin},
+        "labels": runner.labels_origin or "none (class ids)",
+    }

@@ -24,6 +24,7 @@ PROG = "tfedge-run"
 COMMANDS = {
     "bench": "bench",
     "classify": "classify",
+    "detect": "detect",
     "embed": "embed",
     "info": "info",
     "verify": "verify",
@@ -33,6 +34,7 @@ COMMANDS = {
 SUMMARIES = {
     "bench": "latency percentiles, peak memory and size of a model (benchmark_model style)",
     "classify": "classify images (pycoral's classify_image conventions), or texts with --text",
+    "detect": "detect objects in images: SSD, YOLO and end-to-end layouts, boxes in the image's pixels",
     "embed": "sentence embeddings with a text model",
     "info": "runtime in use, the model's inputs/outputs and quantization, its manifest",
     "verify": "check a bundle's checksums and that it runs here",

@@ -41,6 +41,11 @@ PRESETS = {
 MAX_IMAGE_PIXELS = 64_000_000
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 RESAMPLE = {"bilinear": 2, "nearest": 0, "bicubic": 3}  # PIL.Image.Resampling values
+# How an image is fitted to the input size: "stretch" resizes to H x W (aspect not kept; classifiers, SSD);
+# "letterbox" scales to fit, keeping the aspect, and pads the rest with grey 114 centred, as Ultralytics'
+# LetterBox does (ultralytics/data/augment.py) for YOLO models.
+FITS = ("stretch", "letterbox")
+LETTERBOX_GREY = 114
 # PIL modes whose values are not 0..255: converting them to L/RGB clips silently, so they are refused.
 HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
@@ -62,23 +67,28 @@ class ImageSpec:
     channels: int
     preset: str = "unit"
     resize: str = "bilinear"
+    fit: str = "stretch"  # one of FITS
+
+    def __post_init__(self):
+        if self.fit not in FITS:
+            raise BadInput(f"unknown image fit {self.fit!r}; choose one of {', '.join(FITS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> ImageSpec:
-        return cls(**{k: data[k] for k in ("height", "width", "channels", "preset", "resize") if k in data})
+        return cls(**{k: data[k] for k in ("height", "width", "channels", "preset", "resize", "fit") if k in data})
 
     @classmethod
-    def from_shape(cls, shape, preset: str = "unit") -> ImageSpec:
+    def from_shape(cls, shape, preset: str = "unit", fit: str = "stretch") -> ImageSpec:
         """From an NHWC input shape [1, H, W, C] (C 1 or 3)."""
         shape = list(shape)
         if len(shape) == 3:
             shape = shape + [1]
         if len(shape) != 4 or shape[3] not in (1, 3) or min(shape[1:3]) < 1:
             raise BadInput(f"input shape {shape} is not an image (expected [1, H, W, 1|3])")
-        return cls(height=int(shape[1]), width=int(shape[2]), channels=int(shape[3]), preset=preset)
+        return cls(height=int(shape[1]), width=int(shape[2]), channels=int(shape[3]), preset=preset, fit=fit)
 
 
 def list_images(paths) -> list[Path]:
@@ -128,12 +138,61 @@ def _pil_warning_filters(image_module) -> None:
         warnings.filterwarnings("ignore", message="Palette images with Transparency", category=UserWarning)
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where an original image of `width` x `height` pixels landed in the model's input: input pixel
+    coordinate = original * scale + pad, per axis (stretch: pads 0, scales H/h and W/w; letterbox: one scale,
+    centred pads). Coordinates are continuous (a pixel spans [i, i + 1)), as Pillow's resize maps them."""
+
+    width: int
+    height: int
+    scale_x: float = 1.0
+    scale_y: float = 1.0
+    pad_x: float = 0.0
+    pad_y: float = 0.0
+
+    def to_original(self, boxes: np.ndarray) -> np.ndarray:
+        """[N, 4] (xmin, ymin, xmax, ymax) in input pixels -> the original image's pixels, clipped to it."""
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        out = np.empty_like(boxes)
+        out[:, 0::2] = np.clip((boxes[:, 0::2] - self.pad_x) / self.scale_x, 0, self.width)
+        out[:, 1::2] = np.clip((boxes[:, 1::2] - self.pad_y) / self.scale_y, 0, self.height)
+        return out
+
+
+def fit_image(image, spec: ImageSpec):
+    """A PIL image -> (the image at the input size, its Placement), by spec.fit."""
+    from PIL import Image
+
+    width, height = image.size
+    if spec.fit == "stretch":
+        if image.size != (spec.width, spec.height):
+            image = image.resize((spec.width, spec.height), RESAMPLE[spec.resize])
+        return image, Placement(width, height, spec.width / width, spec.height / height)
+    # Ultralytics' LetterBox (center=True): r = min(H/h, W/w); new size rounded; pads split with a
+    # +-0.1 rounding bias; boxes map back with the same r and the left/top pads (ops.scale_boxes).
+    scale = min(spec.height / height, spec.width / width)
+    new_w, new_h = int(round(width * scale)), int(round(height * scale))
+    left = int(round((spec.width - new_w) / 2 - 0.1))
+    top = int(round((spec.height - new_h) / 2 - 0.1))
+    if (new_w, new_h) != image.size:
+        image = image.resize((new_w, new_h), RESAMPLE[spec.resize])
+    grey = LETTERBOX_GREY if image.mode == "L" else (LETTERBOX_GREY,) * 3
+    canvas = Image.new(image.mode, (spec.width, spec.height), grey)
+    canvas.paste(image, (left, top))
+    return canvas, Placement(width, height, scale, scale, left, top)
+
+
 def load_image(path: str | Path, spec: ImageSpec) -> np.ndarray:
-    """Decode, convert colour, resize and normalise one image -> float32 [H, W, C]."""
+    """Decode, convert colour, resize (or letterbox) and normalise one image -> float32 [H, W, C]."""
+    return load_placed_image(path, spec)[0]
+
+
+def load_placed_image(path: str | Path, spec: ImageSpec) -> tuple[np.ndarray, Placement]:
+    """load_image, and where the original image landed in the input (to map boxes back)."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
-    norm = get_preset(spec.preset)
     _pil_warning_filters(Image)
     try:
         with Image.open(path) as image:
@@ -142,18 +201,23 @@ def load_image(path: str | Path, spec: ImageSpec) -> np.ndarray:
                     f"image {path.name} is {image.width}x{image.height}, larger than "
                     f"{MAX_IMAGE_PIXELS // 1_000_000} Mpx (refused as a possible decompression bomb)"
                 )
-            image = _convert(image, path, "L" if spec.channels == 1 else "RGB")
-            if image.size != (spec.width, spec.height):
-                image = image.resize((spec.width, spec.height), RESAMPLE[spec.resize])
-            pixels = np.asarray(image, dtype=np.float32)
+            return prepare_image(image, spec, path.name)
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise BadInput(f"cannot read image {path.name}: {str(err).splitlines()[0]}") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise BadInput(f"cannot read image {path.name}: corrupt or truncated ({err})") from None
+
+
+def prepare_image(image, spec: ImageSpec, name: str = "image") -> tuple[np.ndarray, Placement]:
+    """A PIL image -> (float32 [H, W, C] normalised by spec.preset, its Placement): colour, fit, normalise."""
+    norm = get_preset(spec.preset)
+    image = _convert(image, Path(name), "L" if spec.channels == 1 else "RGB")
+    image, placement = fit_image(image, spec)
+    pixels = np.asarray(image, dtype=np.float32)
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     if norm.channel_order == "BGR":
         pixels = np.ascontiguousarray(pixels[..., ::-1])
     pixels -= np.asarray(norm.mean, np.float32)  # pixels is a new float32 array: normalised in place
     pixels /= np.asarray(norm.std, np.float32)
-    return pixels
+    return pixels, placement

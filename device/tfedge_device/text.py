@@ -142,8 +142,8 @@ class TextClassifier:
         started = time.perf_counter()
         values = self.text_model.prepare(text)
         prepared = time.perf_counter()
-        scores, times = timed_runs(self.text_model.model, values, count)
-        return Classified(text, top_k(scores, top, threshold, self.labels), (prepared - started) * 1e3, times,
+        outputs, times = timed_runs(self.text_model.model, values, count)
+        return Classified(text, top_k(outputs[0], top, threshold, self.labels), (prepared - started) * 1e3, times,
                           kind="text")
 
     def describe(self) -> dict:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import statistics
 
-from .options import add_model, positive, take_model
+from .options import add_images, add_labels, add_model, add_preprocess, add_runs, positive, take_model
 
 EDGETPU_NOTE = (
     "Note: The first inference on Edge TPU is slow because it includes loading the model "
@@ -23,44 +23,19 @@ EDGETPU_NOTE = (
 
 
 def add_arguments(parser) -> None:
-    from ..preprocess import PRESETS, RESAMPLE
-
     add_model(parser, "The .tflite model (its manifest MODEL.json beside it), or a bundle.")
-    parser.add_argument(
-        "-i",
-        "--input",
-        nargs="+",
-        default=[],
-        metavar="IMG|DIR",
-        help="Image files and/or folders (searched recursively).",
-    )
+    add_images(parser)
     parser.add_argument("--text", action="append", default=[], help="A text (repeat for several): text classifiers.")
     parser.add_argument("--file", help="A UTF-8 file of texts, one a line: text classifiers.")
-    parser.add_argument(
-        "-l", "--labels", help="Label file (`0 cat`, `0: cat` or one a line); default: manifest's."
-    )
+    add_labels(parser)
     parser.add_argument(
         "-k", "--top-k", type=positive, default=5, help="Classes shown per image (default 5)."
     )
     parser.add_argument(
         "-t", "--threshold", type=float, default=0.1, help="Minimum score shown (default 0.1)."
     )
-    parser.add_argument(
-        "-c",
-        "--count",
-        type=positive,
-        default=1,
-        help="Inferences per image; the first is the warm-up (default 1).",
-    )
-    parser.add_argument(
-        "--threads", type=positive, default=None, help="Interpreter threads (default: runtime's)."
-    )
-    parser.add_argument("--edgetpu", action="store_true", help="Run on the Edge TPU delegate (libedgetpu).")
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="Override the normalisation preset.")
-    parser.add_argument("--resize", choices=sorted(RESAMPLE), help="Override the resize filter.")
-    parser.add_argument(
-        "--json", dest="as_json", action="store_true", help="Print one JSON object on stdout only."
-    )
+    add_runs(parser)
+    add_preprocess(parser)
 
 
 def summarize(results, noun: str = "images") -> dict:
@@ -79,16 +54,17 @@ def classes_text(result) -> str:
     return " | ".join(f"{c.label}: {c.score:.5f}" for c in result.classes) or "(no class above the threshold)"
 
 
-def print_single(result, edgetpu: bool) -> None:
-    """pycoral's classify_image layout."""
+def print_single(result, edgetpu: bool, lines: list[str] | None = None) -> None:
+    """pycoral's classify_image/detect_image layout: each run's time, then the result `lines` (default: the
+    classes)."""
     print("----INFERENCE TIME----")
     if edgetpu:
         print(EDGETPU_NOTE)
     for ms in result.inference_ms:
         print(f"{ms:.2f}ms")
     print("-------RESULTS--------")
-    for c in result.classes:
-        print(f"{c.label}: {c.score:.5f}")
+    for line in lines if lines is not None else (f"{c.label}: {c.score:.5f}" for c in result.classes):
+        print(line)
 
 
 def print_line(result) -> None:

@@ -31,3 +31,30 @@ def take_model(args) -> None:
     args.model = args.model or args.model_option
     if not args.model:
         raise BadInput("no model given", hint="pass MODEL.tflite (or -m MODEL.tflite)")
+
+
+def add_images(parser, required: bool = False) -> None:
+    """-i/--input: image files and folders."""
+    parser.add_argument("-i", "--input", nargs="+", default=[], required=required, metavar="IMG|DIR",
+                        help="Image files and/or folders (searched recursively).")
+
+
+def add_labels(parser) -> None:
+    parser.add_argument("-l", "--labels", help="Label file (`0 cat`, `0: cat` or one a line); default: manifest's.")
+
+
+def add_runs(parser) -> None:
+    """Options of every image/text model run: -c/--count, --threads, --edgetpu, --json."""
+    parser.add_argument("-c", "--count", type=positive, default=1,
+                        help="Inferences per image; the first is the warm-up (default 1).")
+    parser.add_argument("--threads", type=positive, default=None, help="Interpreter threads (default: runtime's).")
+    parser.add_argument("--edgetpu", action="store_true", help="Run on the Edge TPU delegate (libedgetpu).")
+    parser.add_argument("--json", dest="as_json", action="store_true", help="Print one JSON object on stdout only.")
+
+
+def add_preprocess(parser) -> None:
+    """--preset/--resize: overrides of the manifest's image preprocessing."""
+    from ..preprocess import PRESETS, RESAMPLE
+
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="Override the normalisation preset.")
+    parser.add_argument("--resize", choices=sorted(RESAMPLE), help="Override the resize filter.")
