@@ -15,6 +15,7 @@ from pathlib import Path
 from .errors import BadInput
 
 log = logging.getLogger(__name__)
+DETECTION_TASK = "object-detection"  # tfedge_device.detect.TASK (a detector's accuracy is its mAP@0.5)
 
 # The columns of the table: (key, heading, unit/format). The report writers use this table.
 COLUMNS = (
@@ -124,6 +125,14 @@ def _measure_accuracy(row: Row, variant, data, preset, limit, reference_variant)
 
     if data is None:
         row.set("accuracy", None, "no --data given")
+        return
+    if variant.kind == "tflite" and variant.task == DETECTION_TASK:
+        from .detection_eval import evaluate_detection
+
+        result = evaluate_detection(variant.spec, data, limit=limit)
+        row.details["eval"] = {k: v for k, v in result.items() if k != "model"}
+        row.details["metric"] = "mAP@0.5"
+        row.set("accuracy", result["map_50"])
         return
     result = evaluate(variant, data, reference=reference_variant, preset=preset, limit=limit)
     row.details["eval"] = {k: v for k, v in result.items() if k != "model"}

@@ -74,18 +74,13 @@ def _pick(images: list[dict], limit: int | None) -> list[dict]:
 
 
 def detector_for(spec: str, threads: int | None = None):
-    """A device Detector for a converted model; a source or a classifier is bad input, said plainly."""
+    """A device Detector for a converted model (it refuses a classifier or any model of no detection layout,
+    exit 2); a source model is bad input here."""
     from tfedge_device.detect import Detector
-    from tfedge_device.manifest import read_manifest
 
     if not str(spec).endswith(".tflite"):
         raise BadInput(f"--task detection evaluates converted models (.tflite), not the source {spec}",
                        hint="convert it first: tfedge convert SOURCE -o model.tflite --quant float32")
-    manifest = read_manifest(spec) or {}
-    task = manifest.get("task")
-    if task not in (None, "detection", "generic"):
-        raise BadInput(f"{Path(spec).name} is a {task} model, not a detector: --task detection needs a model "
-                       f"with detection outputs")
     return Detector(spec, threads=threads)
 
 

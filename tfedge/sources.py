@@ -224,11 +224,13 @@ class SavedModelSource(SourceModel):
         raw = [(key, tuple(specs[key].shape), specs[key].dtype.name) for key in self.input_keys]
         super().__init__(location, sha256, raw, options)
         self.output_names = sorted(self.signature.structured_outputs)
+        from tfedge_device.detect import TASK
+
         from .detection import detection_attributes
 
         self.detection = detection_attributes(self)  # an SSD with the TFLite_Detection_PostProcess composite
         if self.detection is not None:
-            self.task = "object-detection"
+            self.task = TASK
             self.extra_manifest["detection"] = self.detection
         elif self.is_image:
             outputs = self.signature.structured_outputs
