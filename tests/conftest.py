@@ -42,7 +42,7 @@ def session_dir(tmp_path_factory) -> Path:
 
 def convert_digits(directory: Path, mode: str) -> Path:
     """The default model converted in `mode` (calibrated/verified on its calib images), with its manifest."""
-    from tfedge.convert import ConvertRequest, convert
+    from tfedge.convert.pipeline import ConvertRequest, convert
 
     out = directory / f"digits_{mode}.tflite"
     convert(ConvertRequest(source=str(DIGITS / "digits.keras"), output=out, mode=mode,

@@ -1,8 +1,9 @@
 """tfedge bundle and tfedge-run verify: real digits models, real LiteRT, bundles as directories and zips.
 
-Edge TPU variants: no Edge TPU compiler or libedgetpu can be installed here, so `fake_edgetpu` is a TEST
-DOUBLE — the CPU model with the bytes "edgetpu-custom-op" appended (flatbuffers ignore trailing bytes, and
-tfedge recognises compiled models by that custom op). It exercises variant selection, never a compilation.
+Edge TPU variants: no Edge TPU compiler or libedgetpu can be installed here, so `fake_edgetpu` is crafted
+(edgetpu_models.py): the digits model's I/O tensors around one `edgetpu-custom-op` operator, the shape
+edgetpu_compiler gives it (tfedge recognises compiled models by that operator code). It exercises variant
+selection, never a compilation.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import assert_clean_error
+from edgetpu_models import edgetpu_twin
 
 
 @pytest.fixture
@@ -26,14 +28,14 @@ def verify(tfedge_run):
 def fake_edgetpu(digits_int8, tmp_path_factory) -> Path:
     """TEST DOUBLE of a compiled model (see the module docstring)."""
     path = tmp_path_factory.mktemp("edgetpu") / "digits_int8_edgetpu.tflite"
-    path.write_bytes(digits_int8.read_bytes() + b"edgetpu-custom-op")
+    path.write_bytes(edgetpu_twin(digits_int8.read_bytes()))
     return path
 
 
 @pytest.fixture(scope="module")
 def bundled(digits_int8, digits_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bundled") / "digits.tfedge"
-    from tfedge.bundle import BundleRequest, bundle
+    from tfedge.ship.bundle import BundleRequest, bundle
 
     bundle(BundleRequest(models=[digits_int8], output=out, sample=digits_dir / "images" / "digit_3.png"))
     return out

@@ -10,8 +10,8 @@ from conftest import assert_clean_error
 from tfedge_device.manifest import read_manifest
 from tfedge_device.model import Model
 
-from tfedge.convert import ConvertRequest, convert
-from tfedge.sources import LoadOptions
+from tfedge.convert.pipeline import ConvertRequest, convert
+from tfedge.convert.sources import LoadOptions
 
 
 @pytest.fixture(scope="session")

@@ -140,7 +140,7 @@ def small_disk(tmp_path_factory):
 
 
 def make_bundle(model: Path, out_dir: Path, labels: list[str] | None = None) -> Path:
-    from tfedge.bundle import BundleRequest, bundle
+    from tfedge.ship.bundle import BundleRequest, bundle
 
     out_dir.mkdir(parents=True, exist_ok=True)
     labels_path = None
@@ -233,8 +233,8 @@ def test_a_transfer_that_does_not_match_its_checksums_leaves_the_old_bundle(ssh_
     """The device checks the assembled copy before the swap: a damaged transfer never replaces a good bundle."""
     from tfedge_device.bundle import verify_checksums
 
-    from tfedge.deploy import Connection, parse_target, sync_bundle
     from tfedge.errors import BadInput
+    from tfedge.ship.deploy import Connection, parse_target, sync_bundle
 
     device_dir = tmp_path / "models"
     device_dir.mkdir()

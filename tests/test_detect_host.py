@@ -33,7 +33,7 @@ def scene_dirs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def converted(scene_dirs, tmp_path_factory):
     """The committed detector in float32, int8 and edgetpu modes (library calls, as the CLI makes them)."""
-    from tfedge.convert import ConvertRequest, convert
+    from tfedge.convert.pipeline import ConvertRequest, convert
 
     out = tmp_path_factory.mktemp("detector")
     models = {}
@@ -47,7 +47,7 @@ def converted(scene_dirs, tmp_path_factory):
 
 def _ops(path: Path) -> list[str]:
     """The model's operators in execution order (the flatbuffer's, not the XNNPACK delegate's node)."""
-    from tfedge.graph import read_graph
+    from tfedge.analysis.graph import read_graph
 
     return [op.name for op in read_graph(path).ops]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import assert_clean_error
+from edgetpu_models import edgetpu_twin
 from PIL import Image
 
 
@@ -151,14 +152,16 @@ def test_bench_reports_benchmark_model_statistics(tfedge_run, digits_int8):
 
 
 def test_benchmark_library_core(digits_int8, tmp_path, monkeypatch):
-    from tfedge_device import bench
+    from tfedge_device import bench, doctor
     from tfedge_device.model import Model
 
     loaded = bench.benchmark(Model(digits_int8), runs=3, warmup=0)
     assert loaded["init_us"] is None and loaded["warmup_avg_us"] is None and loaded["inference"]["count"] == 3
     for governor, warns in (("powersave", True), ("performance", False)):
-        (tmp_path / "scaling_governor").write_text(governor + "\n")
-        monkeypatch.setattr(bench, "GOVERNOR_GLOB", str(tmp_path / "scaling_governor"))
+        cpufreq = tmp_path / "sys" / "devices" / "system" / "cpu" / "cpu0" / "cpufreq"
+        cpufreq.mkdir(parents=True, exist_ok=True)
+        (cpufreq / "scaling_governor").write_text(governor + "\n")
+        monkeypatch.setattr(doctor, "SYSTEM_ROOT", tmp_path)  # a fake sysfs tree
         assert (bench.governor_warning() is not None) == warns
         assert (
             "WARNING: CPU frequency governor"
@@ -252,15 +255,15 @@ def test_missing_runtime_is_exit_3_naming_it(tfedge_run, digits_int8, images):
 
 
 # -- Edge TPU -------------------------------------------------------------------------------------------------
-# No Edge TPU compiler or libedgetpu can be installed here. `compiled` is a TEST DOUBLE: the CPU model with
-# the bytes "edgetpu-custom-op" appended (flatbuffers ignore trailing bytes). It proves tfedge-run's detection
-# by name and its messages, not that a real compiled model runs.
+# No Edge TPU compiler or libedgetpu can be installed here. `compiled` is crafted (edgetpu_models.py): the
+# digits model's I/O tensors around one `edgetpu-custom-op`, the shape edgetpu_compiler gives it. It proves
+# tfedge-run's detection from the operator codes and its messages, not that a real compiled model runs.
 
 
 @pytest.fixture(scope="module")
 def compiled(digits_int8, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("edgetpu") / "digits_int8_edgetpu.tflite"
-    path.write_bytes(digits_int8.read_bytes() + b"edgetpu-custom-op")
+    path.write_bytes(edgetpu_twin(digits_int8.read_bytes()))
     return path
 
 

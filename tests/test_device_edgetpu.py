@@ -1,102 +1,31 @@
-"""An Edge TPU-compiled model's shape, crafted as a real TFLite flatbuffer with the `tflite` schema package.
+"""Edge TPU on the device: detection from the flatbuffer's operator codes, the `--edgetpu` paths.
 
-No edgetpu_compiler or libedgetpu can be installed here. edgetpu_compiler replaces the mapped part of a graph
-with one CUSTOM operator named `edgetpu-custom-op` (coral.ai/docs/edgetpu/compiler); this file builds such a
-model — uint8 [1, 8, 8, 1] in, uint8 [1, 10] out, that one custom op — with the schema's own builders. It proves
-that tfedge-run recognises a structurally valid compiled model and says so (exit 2 without --edgetpu, exit 3
-without the library), and that if the byte check were bypassed, the runtime's "unresolved custom op" error
-still becomes the one-line Edge TPU message. It does not prove a compiled model runs on a Coral.
+No edgetpu_compiler, libedgetpu or Coral can be installed here. Two stand-ins, each named as such:
+- compiled models are crafted as real TFLite flatbuffers with the `tflite` schema package (edgetpu_models.py):
+  the shape edgetpu_compiler gives a fully mapped model. They prove detection and the messages, not that a
+  compiled model runs on a Coral.
+- `NoOpDelegateDouble` (edgetpu_models.py) is a TEST DOUBLE of libedgetpu's delegate, put in at ONE seam,
+  `tfedge_device.runtime.load_edgetpu_delegate`: a real TfLiteDelegate struct (ctypes) whose Prepare claims
+  no node. The real LiteRT interpreter accepts it, calls its Prepare, and runs every op on the CPU — what
+  libedgetpu does with a model that has no `edgetpu-custom-op` — so the code after a successful delegate load
+  (interpreter with the delegate, invoke, timing, pycoral's first-inference note) runs for real.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
-import flatbuffers
 import pytest
 import tflite
 from conftest import assert_clean_error
-
-CUSTOM = 32  # tflite.BuiltinOperator.CUSTOM
-UINT8 = 3  # tflite.TensorType.UINT8
-
-
-def _vector(builder, start, items, prepend):
-    start(builder, len(items))
-    for item in reversed(items):
-        prepend(item)
-    return builder.EndVector()
-
-
-def _tensor(builder, name: str, shape: list[int], buffer: int) -> int:
-    name_offset = builder.CreateString(name)
-    shape_offset = _vector(builder, tflite.TensorStartShapeVector, shape, builder.PrependInt32)
-    tflite.TensorStart(builder)
-    tflite.TensorAddShape(builder, shape_offset)
-    tflite.TensorAddType(builder, UINT8)
-    tflite.TensorAddBuffer(builder, buffer)
-    tflite.TensorAddName(builder, name_offset)
-    return tflite.TensorEnd(builder)
-
-
-def edgetpu_shaped_model() -> bytes:
-    builder = flatbuffers.Builder(1024)
-    custom_name = builder.CreateString("edgetpu-custom-op")
-    tflite.OperatorCodeStart(builder)
-    tflite.OperatorCodeAddDeprecatedBuiltinCode(builder, CUSTOM)
-    tflite.OperatorCodeAddBuiltinCode(builder, CUSTOM)
-    tflite.OperatorCodeAddCustomCode(builder, custom_name)
-    tflite.OperatorCodeAddVersion(builder, 1)
-    opcode = tflite.OperatorCodeEnd(builder)
-
-    tensors = [_tensor(builder, "input", [1, 8, 8, 1], 1), _tensor(builder, "output", [1, 10], 2)]
-    op_inputs = _vector(builder, tflite.OperatorStartInputsVector, [0], builder.PrependInt32)
-    op_outputs = _vector(builder, tflite.OperatorStartOutputsVector, [1], builder.PrependInt32)
-    tflite.OperatorStart(builder)
-    tflite.OperatorAddOpcodeIndex(builder, 0)
-    tflite.OperatorAddInputs(builder, op_inputs)
-    tflite.OperatorAddOutputs(builder, op_outputs)
-    operator = tflite.OperatorEnd(builder)
-
-    tensor_vector = _vector(
-        builder, tflite.SubGraphStartTensorsVector, tensors, builder.PrependUOffsetTRelative
-    )
-    graph_inputs = _vector(builder, tflite.SubGraphStartInputsVector, [0], builder.PrependInt32)
-    graph_outputs = _vector(builder, tflite.SubGraphStartOutputsVector, [1], builder.PrependInt32)
-    operators = _vector(
-        builder, tflite.SubGraphStartOperatorsVector, [operator], builder.PrependUOffsetTRelative
-    )
-    graph_name = builder.CreateString("main")
-    tflite.SubGraphStart(builder)
-    tflite.SubGraphAddTensors(builder, tensor_vector)
-    tflite.SubGraphAddInputs(builder, graph_inputs)
-    tflite.SubGraphAddOutputs(builder, graph_outputs)
-    tflite.SubGraphAddOperators(builder, operators)
-    tflite.SubGraphAddName(builder, graph_name)
-    subgraph = tflite.SubGraphEnd(builder)
-
-    buffers = []
-    for _ in range(3):  # buffer 0 is the empty sentinel; the tensors' buffers are empty (not constants)
-        tflite.BufferStart(builder)
-        buffers.append(tflite.BufferEnd(builder))
-    opcodes = _vector(
-        builder, tflite.ModelStartOperatorCodesVector, [opcode], builder.PrependUOffsetTRelative
-    )
-    subgraphs = _vector(
-        builder, tflite.ModelStartSubgraphsVector, [subgraph], builder.PrependUOffsetTRelative
-    )
-    buffer_vector = _vector(builder, tflite.ModelStartBuffersVector, buffers, builder.PrependUOffsetTRelative)
-    description = builder.CreateString(
-        "crafted by tests/test_device_edgetpu.py: the shape of a compiled model"
-    )
-    tflite.ModelStart(builder)
-    tflite.ModelAddVersion(builder, 3)
-    tflite.ModelAddOperatorCodes(builder, opcodes)
-    tflite.ModelAddSubgraphs(builder, subgraphs)
-    tflite.ModelAddDescription(builder, description)
-    tflite.ModelAddBuffers(builder, buffer_vector)
-    builder.Finish(tflite.ModelEnd(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+from edgetpu_models import (
+    edgetpu_shaped_model,
+    edgetpu_twin,
+    replace_delegate_loader,
+    with_edgetpu_name_in_metadata,
+)
 
 
 @pytest.fixture(scope="module")
@@ -106,15 +35,37 @@ def compiled(tmp_path_factory) -> Path:
     return path
 
 
-def test_crafted_model_is_a_valid_flatbuffer_with_the_custom_op(compiled):
+@pytest.fixture(scope="module")
+def named_in_metadata(digits_int8, tmp_path_factory) -> Path:
+    """A real CPU model whose metadata (name and buffer) holds the bytes `edgetpu-custom-op`."""
+    path = tmp_path_factory.mktemp("negative") / "digits_int8_noted.tflite"
+    path.write_bytes(with_edgetpu_name_in_metadata(digits_int8.read_bytes()))
+    return path
+
+
+def test_crafted_models_are_valid_flatbuffers_detected_by_their_operator_code(compiled, digits_int8):
     from tfedge_device.guard import check_structure
     from tfedge_device.model import needs_edgetpu
 
-    data = compiled.read_bytes()
-    check_structure(data, compiled.name)  # tfedge's own structural checks accept it
-    model = tflite.Model.GetRootAsModel(data, 0)
-    assert model.OperatorCodes(0).CustomCode() == b"edgetpu-custom-op"
-    assert model.Subgraphs(0).OperatorsLength() == 1 and needs_edgetpu(data)
+    for data in (compiled.read_bytes(), edgetpu_twin(digits_int8.read_bytes())):
+        check_structure(data, "crafted")  # tfedge's own structural checks accept it
+        model = tflite.Model.GetRootAsModel(data, 0)
+        assert model.OperatorCodes(0).CustomCode() == b"edgetpu-custom-op"
+        assert model.Subgraphs(0).OperatorsLength() == 1 and needs_edgetpu(data)
+    assert not needs_edgetpu(digits_int8.read_bytes())
+
+
+def test_the_name_outside_the_operator_codes_is_not_an_edge_tpu_model(named_in_metadata, tfedge_run, digits_dir):
+    """A byte search would call this compiled; the operator codes say it is the CPU model it is."""
+    from tfedge_device.model import needs_edgetpu
+
+    data = named_in_metadata.read_bytes()
+    assert data.count(b"edgetpu-custom-op") == 2 and not needs_edgetpu(data)
+    result = tfedge_run("classify", named_in_metadata, "-i", digits_dir / "images" / "digit_3.png", "--json")
+    assert result.returncode == 0, result
+    assert json.loads(result.stdout)["results"][0]["classes"][0]["id"] == 3
+    info = tfedge_run("info", named_in_metadata, "--json")
+    assert info.returncode == 0 and json.loads(info.stdout)["model"]["needs_edgetpu_delegate"] is False, info
 
 
 def test_cli_refuses_it_without_the_delegate_and_needs_the_library_with_it(tfedge_run, compiled, digits_dir):
@@ -129,7 +80,7 @@ def test_cli_refuses_it_without_the_delegate_and_needs_the_library_with_it(tfedg
 
 
 def test_runtime_unresolved_custom_op_becomes_the_edge_tpu_message(compiled, monkeypatch):
-    """With the byte check bypassed, LiteRT itself refuses the op; Model turns that into one line (exit 3)."""
+    """With detection bypassed, LiteRT itself refuses the op; Model turns that into one line (exit 3)."""
     from tfedge_device import model as model_module
     from tfedge_device.errors import EnvironmentMissing
 
@@ -137,3 +88,49 @@ def test_runtime_unresolved_custom_op_becomes_the_edge_tpu_message(compiled, mon
     monkeypatch.setenv("TFEDGE_PROBE", "0")  # no crash-probe child: the in-process load is what is tested
     with pytest.raises(EnvironmentMissing, match="needs the Edge TPU delegate"):
         model_module.Model(compiled)
+
+
+# -- the success path of --edgetpu, through the delegate double ---------------------------------------------
+@pytest.fixture
+def delegate_double(monkeypatch) -> list:
+    """Replace the one seam; returns the doubles handed out, in order."""
+    monkeypatch.setenv("TFEDGE_PROBE", "0")  # the CPU run below must not pay (or skip) a probe the other lacks
+    return replace_delegate_loader(monkeypatch)
+
+
+def run_cli(capsys, *args) -> tuple[int, str]:
+    from tfedge_device.cli import main
+
+    code = main([str(arg) for arg in args])
+    return code, capsys.readouterr().out
+
+
+def test_edgetpu_success_path_classifies_times_and_prints_the_first_inference_note(
+    delegate_double, digits_int8, digits_dir, capsys
+):
+    from tfedge_device.commands.classify import EDGETPU_NOTE
+
+    image = digits_dir / "images" / "digit_7.png"
+    code, cpu = run_cli(capsys, "classify", digits_int8, "-i", image, "-c", "3")
+    assert code == 0 and delegate_double == []
+    code, tpu = run_cli(capsys, "classify", digits_int8, "-i", image, "-c", "3", "--edgetpu")
+    assert code == 0, tpu
+    assert len(delegate_double) == 1 and delegate_double[0].prepared == 1  # loaded once, taken by LiteRT
+    lines = tpu.splitlines()
+    assert lines[:2] == ["----INFERENCE TIME----", EDGETPU_NOTE] and EDGETPU_NOTE not in cpu
+    assert all(re.fullmatch(r"\d+\.\d\dms", line) for line in lines[2:5]) and len(lines[2:5]) == 3
+    assert lines[5] == "-------RESULTS--------"
+    assert lines[5:] == cpu.splitlines()[4:] and lines[6].startswith("7: ")  # same scores as the CPU run
+
+    code, out = run_cli(capsys, "classify", digits_int8, "-i", image, "--edgetpu", "--json")
+    assert code == 0 and json.loads(out)["edgetpu"] is True and delegate_double[-1].prepared == 1
+
+
+def test_edgetpu_success_path_of_bench(delegate_double, digits_int8, capsys):
+    code, out = run_cli(capsys, "bench", digits_int8, "--edgetpu", "--runs", "5", "--warmup", "1", "--json")
+    assert code == 0, out
+    result = json.loads(out)
+    assert result["edgetpu"] is True and result["inference"]["count"] == 5 and result["first_inference_us"] > 0
+    assert len(delegate_double) == 1 and delegate_double[0].prepared == 1
+    code, text = run_cli(capsys, "bench", digits_int8, "--edgetpu", "--runs", "2", "--warmup", "0")
+    assert code == 0 and "+ Edge TPU delegate" in text

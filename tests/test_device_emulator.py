@@ -71,3 +71,19 @@ def test_emulated_bad_image_is_the_same_one_line_error(emulator, digits_int8, tm
             f"image file '{tmp_path / 'empty.png'}'"
         )
     ]
+
+
+def test_emulated_pi4_doctor_reads_the_pi_and_is_ready_for_cpu_inference(emulator):
+    result = emulator("tfedge-run", "doctor", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    checks = {row["name"]: row for row in report["checks"]}
+    assert report["ready"] is True and checks["runtime"]["facts"]["runtime"] == "litert"
+    assert checks["userland"]["facts"] == {"userland": "aarch64", "pointer_bits": 64, "platform": "linux-aarch64",
+                                           "architecture": "64bit", "kernel": "aarch64"}
+    assert checks["python"]["facts"]["version"].startswith("3.11.")
+    cpu = checks["cpu"]["facts"]  # the Pi 4's /proc/cpuinfo (the emulator's sysroot)
+    assert cpu["model"] == "Raspberry Pi 4 Model B Rev 1.1" and cpu["isa"] == "arm" and "asimd" in cpu["simd"]
+    edgetpu = emulator("tfedge-run", "doctor", "--edgetpu")
+    assert edgetpu.returncode == 3 and "FAIL  libedgetpu" in edgetpu.stdout, edgetpu.stdout + edgetpu.stderr
+    assert edgetpu.stderr.strip().splitlines()[-1].startswith("tfedge-run: error: not ready: libedgetpu")

@@ -141,7 +141,7 @@ def test_tflite_runtime_fallback_says_what_it_cannot_do(digits_int8, digits_dir,
     """Only tflite-runtime 2.14 (the [tflite-runtime] extra's pins, no LiteRT): picked automatically, named by
     info with its limitations, runs the int8 model like LiteRT, and refuses a TF 2.21 dynamic-range model
     with exit 3 naming the runtime and the fix."""
-    from tfedge.convert import ConvertRequest, convert
+    from tfedge.convert.pipeline import ConvertRequest, convert
 
     dynamic = tmp_path / "digits_dynamic.tflite"
     request = ConvertRequest(

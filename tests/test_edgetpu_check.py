@@ -18,13 +18,13 @@ import pytest
 from conftest import assert_clean_error
 from test_graph import custom_op_model  # noqa: F401  (fixture: a test double of a compiled model)
 
+from tfedge.analysis.graph import Graph, Op, Subgraph, Tensor
 from tfedge.edgetpu import rules
 from tfedge.edgetpu.check import check, check_graph
-from tfedge.graph import Graph, Op, Subgraph, Tensor
 
 
 def _convert(source, output, mode="edgetpu", calib=None, io_type=None):
-    from tfedge.convert import ConvertRequest, convert
+    from tfedge.convert.pipeline import ConvertRequest, convert
 
     return convert(ConvertRequest(source=str(source), output=output, mode=mode, calib=str(calib), io_type=io_type,
                                   show_progress=False, verify_count=10))

@@ -21,6 +21,7 @@ import sys
 
 import pytest
 from conftest import assert_clean_error
+from edgetpu_models import edgetpu_twin
 
 from tfedge.edgetpu import rules
 from tfedge.edgetpu.compiler import parse_operation_table, parse_size, parse_summary
@@ -161,7 +162,7 @@ def edgetpu_model(tmp_path, session_dir, digits_dir):
     source = session_dir / "compile_source" / "digits_edgetpu.tflite"  # with labels (test_edgetpu_check's has none)
     if not source.exists():
         source.parent.mkdir(exist_ok=True)
-        from tfedge.convert import ConvertRequest, convert
+        from tfedge.convert.pipeline import ConvertRequest, convert
 
         convert(ConvertRequest(source=str(digits_dir / "digits.keras"), output=source, mode="edgetpu",
                                calib=str(digits_dir / "calib"), labels=digits_dir / "labels.txt",
@@ -249,7 +250,7 @@ def test_compile_bad_inputs(tfedge, fake_compiler, edgetpu_model, tmp_path):
     assert_clean_error(tfedge("edgetpu", "compile", edgetpu_model, "-o", tmp_path / "absent", "--compiler",
                               fake_compiler), 2, "output directory does not exist")
     compiled = tmp_path / "already_edgetpu.tflite"
-    compiled.write_bytes(edgetpu_model.read_bytes() + b"edgetpu-custom-op")
+    compiled.write_bytes(edgetpu_twin(edgetpu_model.read_bytes()))
     assert_clean_error(tfedge("edgetpu", "compile", compiled, "--compiler", fake_compiler), 2, "already compiled")
     assert_clean_error(tfedge("edgetpu", "compile", tmp_path / "absent.tflite", "--compiler", fake_compiler), 2,
                        "not found")

@@ -31,7 +31,7 @@ def test_int8_float_and_source_top1_on_held_out_digits(tfedge, digits_int8, digi
 
 
 def test_top1_matches_a_direct_computation(digits_int8, digits_test, digits_dir):
-    from tfedge.evaluate import evaluate
+    from tfedge.analysis.evaluate import evaluate
 
     x, y = digits_test
     model = Model(digits_int8)

@@ -13,7 +13,7 @@ from text_fixtures import SEQ_LEN, sentences, tiny_bert, tiny_dynamic  # noqa: F
 @pytest.fixture(scope="session")
 def text_inputs(tiny_bert, tmp_path_factory):  # noqa: F811
     """Tokenized sentences as model-ready inputs named after the source's inputs (token_ids, padding_mask)."""
-    from tfedge.sources import LoadOptions, load_source
+    from tfedge.convert.sources import LoadOptions, load_source
 
     source = load_source(f"hf:{tiny_bert}", LoadOptions(task="sentence-embedding", seq_len=SEQ_LEN))
     samples = source.encode(sentences()[:12])
@@ -31,7 +31,7 @@ def test_cosine_to_the_source_with_its_shape_from_the_manifest(tfedge, tiny_dyna
 
 
 def test_shorter_sequences_resize_the_dynamic_model(tiny_dynamic, text_inputs, tmp_path):  # noqa: F811
-    from tfedge.evaluate import evaluate
+    from tfedge.analysis.evaluate import evaluate
 
     with np.load(text_inputs) as data:
         short = {key: data[key][:, :12] for key in data.files}

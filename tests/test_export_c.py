@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from conftest import assert_clean_error
 
-from tfedge.export_c import parse_c_array
+from tfedge.analysis.export_c import parse_c_array
 
 
 def test_bytes_round_trip_with_header_and_alignment(tfedge, digits_int8, tmp_path):

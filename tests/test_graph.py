@@ -1,11 +1,11 @@
-"""tfedge.graph on real converted models: ops in order, tensors, quantization, metadata, MACs, parameters."""
+"""tfedge.analysis.graph on real converted models: ops in order, tensors, quantization, metadata, MACs, parameters."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tfedge import graph
+from tfedge.analysis import graph
 from tfedge.errors import BadInput
 
 
@@ -21,7 +21,7 @@ def matmul_model(session_dir):
     """A float model with a depthwise conv, a transpose conv and a batch matmul (MACs of every rule)."""
     import keras
 
-    from tfedge.convert import ConvertRequest, convert
+    from tfedge.convert.pipeline import ConvertRequest, convert
 
     image = keras.Input((6, 6, 4), batch_size=1)
     x = keras.layers.DepthwiseConv2D(3, padding="same")(image)

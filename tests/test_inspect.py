@@ -11,7 +11,7 @@ from conftest import DIGITS, assert_clean_error
 
 @pytest.fixture(scope="session")
 def digits_dynamic(session_dir):
-    from tfedge.convert import ConvertRequest, convert
+    from tfedge.convert.pipeline import ConvertRequest, convert
 
     out = session_dir / "digits_dynamic.tflite"
     convert(ConvertRequest(source=str(DIGITS / "digits.keras"), output=out, mode="dynamic",
@@ -118,7 +118,7 @@ def test_bad_inputs(tfedge, tmp_path, digits_float):
 
 
 def test_edgetpu_compiled_model_is_judged_without_loading(tfedge, tmp_path):
-    from test_device_edgetpu import edgetpu_shaped_model  # a model shaped like edgetpu_compiler's output
+    from edgetpu_models import edgetpu_shaped_model  # a model shaped like edgetpu_compiler's output
 
     model = tmp_path / "m_edgetpu.tflite"
     model.write_bytes(edgetpu_shaped_model())

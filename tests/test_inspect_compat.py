@@ -1,8 +1,8 @@
-"""tfedge.compat: op version -> runtime release table, model requirements, LiteRT's embedded release."""
+"""tfedge.analysis.compat: op version -> runtime release table, model requirements, LiteRT's embedded release."""
 
 from __future__ import annotations
 
-from tfedge import compat
+from tfedge.analysis import compat
 
 
 def test_table_matches_litert_versioning_examples():

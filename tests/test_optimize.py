@@ -74,7 +74,7 @@ def test_qat_writes_a_verified_int8_tflite(tfedge, digits_train, digits_dir, tmp
     top1 = np.mean([model.predict(x[i:i + 1])[0].argmax() == y[i] for i in range(0, 450, 3)])
     assert top1 > 0.93
     assert result["qat"]["quantized_layers"] >= 5 and result["output"]["convert"]["verification"]["top1_agreement"] > 0.95
-    from tfedge.graph import read_graph
+    from tfedge.analysis.graph import read_graph
 
     main = read_graph(out).main
     dense = [op for op in main.ops if op.name == "FULLY_CONNECTED"]

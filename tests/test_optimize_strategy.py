@@ -14,7 +14,7 @@ SCRIPT = textwrap.dedent("""
     import json, sys
     from pathlib import Path
     import numpy as np
-    from tfedge.tfrt import tensorflow
+    from tfedge.tf_loader import tensorflow
     tf = tensorflow()
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)

@@ -2,9 +2,9 @@
 
 Each case asserts the exit code, one error line naming the problem, no traceback, and no file left behind.
 Damaged models are made from the real digits models: cut, overwritten, or with one flatbuffer field
-rewritten at its position (found with the `tflite` schema package). The Edge TPU model is a TEST DOUBLE
-(the CPU model with the bytes "edgetpu-custom-op" appended, as in test_bundle.py): nothing can compile for
-the Edge TPU here.
+rewritten at its position (found with the `tflite` schema package). The Edge TPU model is crafted
+(edgetpu_models.py: the digits model's I/O around one `edgetpu-custom-op`, as in test_bundle.py): nothing can
+compile for the Edge TPU here.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import assert_clean_error
+from edgetpu_models import edgetpu_twin
 
 
 # -- models damaged at one field ---------------------------------------------------------------------
@@ -100,7 +101,7 @@ def rgb_model(session_dir) -> Path:
     """A tiny RGB classifier (8x8x3 -> 3 classes), converted float32 with its manifest."""
     import keras
 
-    from tfedge.convert import ConvertRequest, convert
+    from tfedge.convert.pipeline import ConvertRequest, convert
 
     out = session_dir / "rgb_tiny.tflite"
     if not out.exists():
@@ -128,7 +129,7 @@ def bad(tmp_path_factory, digits_int8, digits_float) -> dict:
         "buffer_index.tflite": patched(data, "buffer_index"),
         "opcode_index.tflite": patched(data, "opcode_index"),
         "tensor_index.tflite": patched(data, "tensor_index"),
-        "digits_edgetpu.tflite": data + b"edgetpu-custom-op",  # TEST DOUBLE, see the module docstring
+        "digits_edgetpu.tflite": edgetpu_twin(data),  # crafted, see the module docstring
         "corrupt.jpg": b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 4,
         "zero.png": b"",
         "bomb.png": png_bomb(),

@@ -215,8 +215,8 @@ def test_manifest_write_failure_keeps_the_old_model_and_manifest(digits_dir, tmp
     from tfedge_device.errors import EnvironmentMissing
     from tfedge_device.fileio import write_text
 
-    from tfedge import convert as convert_module
-    from tfedge.convert import ConvertRequest, convert
+    from tfedge.convert import pipeline as convert_module
+    from tfedge.convert.pipeline import ConvertRequest, convert
 
     out = tmp_path / "out.tflite"
     out.write_bytes(OLD)

@@ -1,4 +1,4 @@
-"""tfedge.rewrites: the export rewrites of keras-hub attention and dense layers compute the same function
+"""tfedge.convert.rewrites: the export rewrites of keras-hub attention and dense layers compute the same function
 (against the model as keras-hub built it, with padding) and give the graph they promise; --no-rewrites
 converts the graph as traced."""
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from text_fixtures import SENTENCES, SEQ_LEN, convert_tiny, sentences, write_tiny_bert
 
-from tfedge.graph import read_graph
+from tfedge.analysis.graph import read_graph
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def tiny_bert(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def source(tiny_bert):
-    from tfedge.sources import LoadOptions, load_source
+    from tfedge.convert.sources import LoadOptions, load_source
 
     return load_source(f"hf:{tiny_bert}", LoadOptions(seq_len=SEQ_LEN))
 
@@ -73,7 +73,7 @@ def test_converted_graph_fuses_biases_and_drops_the_mask_selects(tiny_bert, tmp_
     ("abc,dce->abde", False),  # contracts a kernel axis other than the first
 ])
 def test_which_einsum_dense_layers_are_rewritten(equation, projects):
-    from tfedge.rewrites import _projects_last_axis
+    from tfedge.convert.rewrites import _projects_last_axis
 
     assert _projects_last_axis(equation) is projects
 
@@ -91,7 +91,7 @@ def test_cli_no_rewrites_flag(tfedge, tiny_bert, tmp_path):
 def test_einsum_dense_with_a_partial_bias_is_left_alone(bias_axes, applies):
     import keras
 
-    from tfedge.rewrites import _dense, _dense_applies
+    from tfedge.convert.rewrites import _dense, _dense_applies
 
     layer = keras.layers.EinsumDense("abc,cde->abde", output_shape=(None, 4, 8), bias_axes=bias_axes)
     x = np.random.default_rng(0).normal(size=(1, 5, 16)).astype("float32")

@@ -12,7 +12,7 @@ from text_fixtures import SENTENCES, SEQ_LEN, convert_tiny, sentences
 
 
 def test_source_matches_sentence_transformers_head(tiny_bert):
-    from tfedge.sources import LoadOptions, load_source
+    from tfedge.convert.sources import LoadOptions, load_source
 
     source = load_source(f"hf:{tiny_bert}", LoadOptions(seq_len=SEQ_LEN))
     assert source.task == "sentence-embedding"
@@ -43,8 +43,8 @@ def test_dynamic_conversion_writes_tokenizer_and_text_manifest(tiny_dynamic):
 def test_embed_on_device_matches_source(tiny_bert, tiny_dynamic):
     from tfedge_device.commands.embed import embed
 
-    from tfedge.sources import LoadOptions, load_source
-    from tfedge.verify import cosine
+    from tfedge.convert.sources import LoadOptions, load_source
+    from tfedge.convert.verify import cosine
 
     texts = sentences()[:3]
     result = embed(tiny_dynamic, texts)
@@ -106,10 +106,10 @@ def test_calibrate_uses_only_its_samples_not_the_held_out_half(tmp_path):
     import keras
     import tflite
 
-    from tfedge.calibration import Samples
-    from tfedge.modes import ConvertContext
-    from tfedge.selective import calibrate
-    from tfedge.sources import LoadOptions, load_source
+    from tfedge.convert.calibration import Samples
+    from tfedge.convert.modes import ConvertContext
+    from tfedge.convert.selective import calibrate
+    from tfedge.convert.sources import LoadOptions, load_source
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
@@ -124,7 +124,7 @@ def test_calibrate_uses_only_its_samples_not_the_held_out_half(tmp_path):
 
 
 def test_search_budget_note_when_the_verification_misses_what_the_search_met():
-    from tfedge.verify import search_budget_note
+    from tfedge.convert.verify import search_budget_note
 
     report = {"selective": {"budgets": {"min_cosine": 0.99}, "int8_ops": []}}
     figures = {"cosine_min": 0.98861, "cosine_mean": 0.99319, "top1_agreement": None, "max_abs_error": 0.03}
@@ -145,7 +145,7 @@ class HarmfulLayerEvaluator:
         return model_bytes
 
     def figures(self, model_bytes: bytes) -> dict:
-        from tfedge.graph import graph_from_bytes
+        from tfedge.analysis.graph import graph_from_bytes
 
         main = graph_from_bytes(model_bytes).main
         int8 = {main.tensors[op.outputs[0]].name for op in main.ops
@@ -155,10 +155,10 @@ class HarmfulLayerEvaluator:
 
 
 def test_selective_int8_falls_back_only_the_layer_that_hurts(tiny_bert):
-    from tfedge.calibration import load_samples
-    from tfedge.graph import graph_from_bytes
-    from tfedge.selective import calibrate, layer_names, search
-    from tfedge.sources import LoadOptions, load_source
+    from tfedge.analysis.graph import graph_from_bytes
+    from tfedge.convert.calibration import load_samples
+    from tfedge.convert.selective import calibrate, layer_names, search
+    from tfedge.convert.sources import LoadOptions, load_source
 
     source = load_source(f"hf:{tiny_bert}", LoadOptions(seq_len=SEQ_LEN))
     calibrated = calibrate(source, load_samples(str(SENTENCES), source, 8, None, False))
@@ -179,7 +179,7 @@ def test_selective_int8_falls_back_only_the_layer_that_hurts(tiny_bert):
 
 def slow_int8_transpose_timer(models: dict, sample, runs: int) -> dict:
     """Test double of latency.interleaved_latency_ms: 1 ms, +0.5 ms when the model has an int8 TRANSPOSE."""
-    from tfedge.graph import graph_from_bytes
+    from tfedge.analysis.graph import graph_from_bytes
 
     def ms(model_bytes: bytes) -> float:
         main = graph_from_bytes(model_bytes).main
@@ -190,10 +190,10 @@ def slow_int8_transpose_timer(models: dict, sample, runs: int) -> dict:
 
 
 def test_selective_int8_keeps_float_where_int8_is_slower(tiny_bert):
-    from tfedge.calibration import load_samples
-    from tfedge.graph import graph_from_bytes
-    from tfedge.selective import calibrate, keep_int8_that_pays, layer_names, search
-    from tfedge.sources import LoadOptions, load_source
+    from tfedge.analysis.graph import graph_from_bytes
+    from tfedge.convert.calibration import load_samples
+    from tfedge.convert.selective import calibrate, keep_int8_that_pays, layer_names, search
+    from tfedge.convert.sources import LoadOptions, load_source
 
     source = load_source(f"hf:{tiny_bert}", LoadOptions(seq_len=SEQ_LEN))
     samples = load_samples(str(SENTENCES), source, 8, None, False)

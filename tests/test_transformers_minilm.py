@@ -28,9 +28,9 @@ def minilm_dir() -> Path | None:
 def test_minilm_dynamic_keeps_published_similarity(tmp_path):
     from tfedge_device.commands.embed import embed
 
-    from tfedge.convert import ConvertRequest, convert
-    from tfedge.sources import LoadOptions, load_source
-    from tfedge.verify import cosine
+    from tfedge.convert.pipeline import ConvertRequest, convert
+    from tfedge.convert.sources import LoadOptions, load_source
+    from tfedge.convert.verify import cosine
 
     root = minilm_dir()
     if root is None:

@@ -56,8 +56,8 @@ def tiny_bert(tmp_path_factory):
 
 
 def convert_tiny(tiny_bert, out, mode, **kw):
-    from tfedge.convert import ConvertRequest, convert
-    from tfedge.sources import LoadOptions
+    from tfedge.convert.pipeline import ConvertRequest, convert
+    from tfedge.convert.sources import LoadOptions
 
     load = LoadOptions(task=kw.pop("task", None), seq_len=SEQ_LEN, rewrites=kw.pop("rewrites", True),
                        num_labels=kw.pop("num_labels", None))

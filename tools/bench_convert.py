@@ -32,7 +32,7 @@ def raw_convert(mode: str, samples, path: Path) -> None:
     """The plain TF 2.21 converter on keras.applications.MobileNetV2, as its documentation shows each mode."""
     import keras
 
-    from tfedge.tfrt import quiet_native, tensorflow
+    from tfedge.tf_loader import quiet_native, tensorflow
 
     tf = tensorflow()
     with quiet_native():
@@ -49,7 +49,7 @@ def raw_convert(mode: str, samples, path: Path) -> None:
 
 
 def op_list(path) -> list:
-    from tfedge.graph import read_graph
+    from tfedge.analysis.graph import read_graph
 
     return sorted((op.name, op.version) for op in read_graph(path).ops)
 REFERENCE = {"float32": (3.8, 13.9), "dynamic": (7.4, 3.7), "float16": (4.4, 7.0), "int8": (1.66, 3.9)}
@@ -67,13 +67,13 @@ def main() -> int:
 
     from tfedge_device.bench import benchmark
 
-    from tfedge.convert import ConvertRequest, convert
-    from tfedge.sources import LoadOptions
+    from tfedge.convert.pipeline import ConvertRequest, convert
+    from tfedge.convert.sources import LoadOptions
 
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_convert_"))
     out.mkdir(parents=True, exist_ok=True)
-    from tfedge.calibration import load_samples
-    from tfedge.sources import load_source
+    from tfedge.convert.calibration import load_samples
+    from tfedge.convert.sources import load_source
 
     samples = load_samples(str(ROOT / "models" / "digits" / "calib"),
                            load_source("keras-app:MobileNetV2", LoadOptions(weights="none")), args.calib_count,

@@ -34,7 +34,7 @@ GOALS = {"cold_start_s_max": 1.0, "per_image_ratio_max": 1.15}
 
 
 def convert_digits(out_dir: Path) -> Path:
-    from tfedge.convert import ConvertRequest, convert
+    from tfedge.convert.pipeline import ConvertRequest, convert
 
     out = out_dir / "digits_int8.tflite"
     convert(

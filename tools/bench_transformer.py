@@ -8,7 +8,7 @@ load on a shared machine affects them alike.
 Throughput: sentences/s over the held-out sentences one at a time, fixed-128 inputs vs length-adaptive inputs
 (each sentence resized to its real token count). Prints a table and JSON.
 float32 and dynamic are also converted with --no-rewrites (the graph as traced, like the raw converter's), so
-the effect of tfedge.rewrites is measured in the same run; speed-ups are against the faster float32.
+the effect of tfedge.convert.rewrites is measured in the same run; speed-ups are against the faster float32.
 
 Reference (issue 5, raw TF 2.21 converter + LiteRT 2.3, 1 thread): float32 17.6 ms, dynamic 7.1 ms (min
 cosine 0.998), plain full int8 22.9 ms (min cosine 0.26). Goal: auto's pick >= 3x faster than float32 with
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = ROOT / "models" / "text" / "sentences.txt"
 SEQ_LEN = 128
 REFERENCE_MS = {"float32": 17.6, "dynamic": 7.1}
-# row -> (mode, tfedge.rewrites on)
+# row -> (mode, tfedge.convert.rewrites on)
 VARIANTS = {"float32": ("float32", True), "dynamic": ("dynamic", True), "auto": ("auto", True),
             "float32, no rewrites": ("float32", False), "dynamic, no rewrites": ("dynamic", False)}
 GOALS = {"speedup_min": 3.0, "cosine_min": 0.99}
@@ -61,11 +61,11 @@ def main() -> int:
 
     from tfedge_device.text import TextModel
 
-    from tfedge.convert import ConvertRequest, convert
-    from tfedge.latency import interleaved_latency_ms
-    from tfedge.sources import LoadOptions, load_source
-    from tfedge.transformers import read_sentences
-    from tfedge.verify import cosine
+    from tfedge.analysis.latency import interleaved_latency_ms
+    from tfedge.convert.hf_source import read_sentences
+    from tfedge.convert.pipeline import ConvertRequest, convert
+    from tfedge.convert.sources import LoadOptions, load_source
+    from tfedge.convert.verify import cosine
 
     model_dir = args.model or minilm_dir()
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_transformer_"))
@@ -125,9 +125,9 @@ def fc_int8_probe(source, calib_file: Path, count: int, path: Path, references, 
     from tfedge_device.fileio import sha256_file
     from tfedge_device.text import TextModel
 
-    from tfedge.calibration import load_samples
-    from tfedge.selective import SKIPPED_KINDS, calibrate, op_kinds, quantize
-    from tfedge.verify import cosine
+    from tfedge.convert.calibration import load_samples
+    from tfedge.convert.selective import SKIPPED_KINDS, calibrate, op_kinds, quantize
+    from tfedge.convert.verify import cosine
 
     if not (reuse and path.exists()):
         calibrated = calibrate(source, load_samples(str(calib_file), source, count, None, False))

@@ -9,16 +9,15 @@ are in microseconds. Memory is the process's peak RSS, which the tool itself con
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import resource
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
+from .doctor import GOVERNOR_FIX, governor_warning
 from .guard import vet
 from .model import Model
 
@@ -28,7 +27,6 @@ MEMORY_NOTE = (
     "approximate: peak resident memory of the whole process (Python, numpy and the runtime "
     "included), as benchmark_model says of its own figures"
 )
-GOVERNOR_GLOB = "/sys/devices/system/cpu/cpu*/cpufreq/scaling_governor"
 PERCENTILES = (50, 90, 99)
 
 
@@ -45,28 +43,6 @@ def peak_rss_mb() -> float:
     """Peak resident memory of this process in MB (ru_maxrss: KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
-
-
-def cpu_governors() -> list[str]:
-    """The CPU frequency governors in use (empty where cpufreq is not exposed, e.g. in many VMs)."""
-    found = set()
-    for path in glob.glob(GOVERNOR_GLOB):
-        try:
-            found.add(Path(path).read_text().strip())
-        except OSError:
-            continue
-    return sorted(found)
-
-
-def governor_warning() -> str | None:
-    """benchmark_model's advice: timings vary with frequency scaling unless the governor is `performance`."""
-    governors = cpu_governors()
-    if governors and governors != ["performance"]:
-        return (
-            f"CPU frequency governor is {', '.join(governors)}, not performance: timings may vary "
-            "(echo performance | sudo tee /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor)"
-        )
-    return None
 
 
 def random_inputs(model: Model, seed: int = 0) -> list[np.ndarray]:
@@ -137,7 +113,7 @@ def benchmark(
     first_us = _timed_invoke(model)
     warmup_us = [_timed_invoke(model) for _ in range(warmup)]
     timed_us = [_timed_invoke(model) for _ in range(runs)]
-    warnings = [w for w in (governor_warning(),) if w]
+    warnings = [f"{w} ({GOVERNOR_FIX})" for w in (governor_warning(),) if w]
     for warning in warnings:
         log.warning(warning)
     return {

@@ -209,6 +209,20 @@ def _check_tensor(tensor, index, buffer_sizes, type_names, memory, name) -> None
 
 
 # -- 2. the crash probe -----------------------------------------------------------------------------------
+def read_model_bytes(path: str | os.PathLike) -> bytes:
+    """Read a .tflite file, refusing what is not one or is damaged before the native runtime sees it
+    (check_structure: identifier, offsets, indices and sizes)."""
+    path = Path(path)
+    if path.is_dir():
+        raise BadInput(f"model path is a directory, not a .tflite file: {path}")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BadInput(f"model file not found: {path}") from None
+    check_structure(data, str(path))
+    return data
+
+
 def trust(model_bytes: bytes) -> None:
     """Mark bytes made in this process (the TFLite converter's output) as safe to load without a probe."""
     _trusted.add(hashlib.sha256(model_bytes).hexdigest())
@@ -287,7 +301,6 @@ def probe(data: bytes, runtime, name: str = "model") -> float | None:
 def vet(path, edgetpu: bool = False) -> None:
     """Structure check and (CPU models) crash probe of the file at `path`, as `Model(path)` does first; a
     caller that times Model(path) (benchmark Init) calls this before starting the clock."""
-    from .model import read_model_bytes
     from .runtime import get_runtime
 
     data = read_model_bytes(path)  # runs check_structure

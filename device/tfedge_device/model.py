@@ -8,16 +8,16 @@ preprocessing); quantized tensors are quantized/dequantized here with the tensor
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import runtime as runtimes  # runtimes.load_edgetpu_delegate looked up per call: the one delegate seam
 from .errors import BadInput, EnvironmentMissing
-from .guard import TFLITE_MAGIC, check_structure, probe  # noqa: F401 - TFLITE_MAGIC re-exported
+from .guard import TFLITE_MAGIC, probe, read_model_bytes  # noqa: F401 - re-exported
 from .quiet import quiet_native
-from .runtime import EDGETPU_INSTALL_HINT, Runtime, get_runtime, load_edgetpu_delegate
+from .runtime import EDGETPU_INSTALL_HINT, Runtime, get_runtime
 
 EDGETPU_CUSTOM_OP = b"edgetpu-custom-op"
 # What the runtime's Python layer raises on a damaged model it did not crash on (names it cannot decode...).
@@ -88,23 +88,18 @@ def dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
     return (values.astype(np.float32) - spec.zero_point) * np.float32(spec.scale)
 
 
-def read_model_bytes(path: str | os.PathLike) -> bytes:
-    """Read a .tflite file, refusing what is not one or is damaged before the native runtime sees it
-    (guard.check_structure: identifier, offsets, indices and sizes)."""
-    path = Path(path)
-    if path.is_dir():
-        raise BadInput(f"model path is a directory, not a .tflite file: {path}")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise BadInput(f"model file not found: {path}") from None
-    check_structure(data, str(path))
-    return data
-
-
 def needs_edgetpu(model_bytes: bytes) -> bool:
-    """True when the model was compiled by edgetpu_compiler (it contains the Edge TPU custom op)."""
-    return EDGETPU_CUSTOM_OP in model_bytes
+    """True when the model was compiled by edgetpu_compiler: one of its operator codes is the custom op
+    `edgetpu-custom-op` (coral.ai/docs/edgetpu/compiler), read from the flatbuffer with the `tflite` schema
+    package. The name anywhere else (a buffer, metadata, a tensor name) does not count. A file without those
+    bytes at all is answered without parsing, so a CPU model's cold start does not import `tflite`."""
+    if EDGETPU_CUSTOM_OP not in model_bytes:
+        return False
+    import tflite
+
+    model = tflite.Model.GetRootAsModel(model_bytes, 0)
+    codes = (model.OperatorCodes(i) for i in range(model.OperatorCodesLength()))
+    return any(code.CustomCode() == EDGETPU_CUSTOM_OP for code in codes)
 
 
 class Model:
@@ -129,7 +124,7 @@ class Model:
             )
         if not edgetpu:  # an Edge TPU model is structure-checked only: a probe would contend for the TPU
             probe(self.model_bytes, self.runtime, self.path.name)
-        delegates = [load_edgetpu_delegate(self.runtime)] if edgetpu else None
+        delegates = [runtimes.load_edgetpu_delegate(self.runtime)] if edgetpu else None
         self._interpreter = self._make_interpreter(threads, delegates)
         try:
             self.inputs = [TensorSpec.from_detail(d) for d in self._interpreter.get_input_details()]

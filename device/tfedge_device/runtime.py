@@ -55,10 +55,32 @@ EDGETPU_INSTALL_HINT = (
     "`apt-get install libedgetpu1-std` (see coral.ai/docs/accelerator/get-started)"
 )
 
+ARM32 = ("armv6l", "armv7l", "armv8l")  # 32-bit ARM userlands: no LiteRT or tflite-runtime wheels on PyPI
 _NO_WHEELS_HINT = (
     "LiteRT and tflite-runtime publish no wheels for 32-bit ARM (armv7l) on PyPI; install the 64-bit "
     "Raspberry Pi OS (aarch64) and `pip install tfedge-device`"
 )
+
+
+def userland(pointer_bits: int, platform_tag: str) -> str:
+    """The userland's architecture as pip sees it (packaging.tags._linux_platforms): sysconfig.get_platform()
+    names the kernel's machine, so a 32-bit interpreter on a 64-bit kernel ("linux-aarch64" on 32-bit
+    Raspberry Pi OS with its default 64-bit kernel) is told apart by its pointer size: i686 / armv8l (which
+    installs armv7l wheels). `pointer_bits`: struct.calcsize("P") * 8; `platform_tag`: sysconfig.get_platform().
+    """
+    machine = platform_tag.split("-", 1)[-1].replace("-", "_").replace(".", "_")
+    if pointer_bits == 32 and machine == "aarch64":
+        return "armv8l"
+    if pointer_bits == 32 and machine == "x86_64":
+        return "i686"
+    return machine
+
+
+def this_userland() -> str:
+    import struct
+    import sysconfig
+
+    return userland(struct.calcsize("P") * 8, sysconfig.get_platform())
 
 
 def _importable(runtime: Runtime) -> bool:
@@ -85,7 +107,7 @@ def get_runtime(name: str | None = None) -> Runtime:
     for runtime in RUNTIMES:
         if _importable(runtime):
             return runtime
-    hint = _NO_WHEELS_HINT if platform.machine() == "armv7l" else "pip install ai-edge-litert"
+    hint = _NO_WHEELS_HINT if this_userland() in ARM32 else "pip install ai-edge-litert"
     raise EnvironmentMissing("no TFLite runtime is installed (tried ai-edge-litert, tflite-runtime)", hint=hint)
 
 

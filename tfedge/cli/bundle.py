@@ -26,8 +26,8 @@ def bundle(models, output, labels, sample, extra, as_zip, as_json):
     The bundle holds the models with their manifests, labels, tokenizer files, a sample input with the
     expected output (so `tfedge-run verify` can self-test on the device) and SHA256SUMS.
     """
-    from ..bundle import BundleRequest
-    from ..bundle import bundle as run
+    from ..ship.bundle import BundleRequest
+    from ..ship.bundle import bundle as run
 
     result = run(BundleRequest(models=list(models), output=output, labels=labels, sample=sample,
                                extra=list(extra), as_zip=as_zip))

@@ -43,9 +43,9 @@ def compare(variants, data, report, runs, warmup, preprocess, limit, threads, we
 
     VARIANTS: .tflite files and/or the source model; measured on the device runtime.
     """
-    from ..compare import compare as run
-    from ..report import report_paths, to_markdown, write_reports
-    from ..sources import LoadOptions
+    from ..analysis.compare import compare as run
+    from ..analysis.report import report_paths, to_markdown, write_reports
+    from ..convert.sources import LoadOptions
 
     if report is not None:
         report_paths(report)  # a bad --report fails before the measurements

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..modes import mode_names
+from ..convert.registry import mode_names
 from .options import (
     emit,
     input_shape_option,
@@ -63,9 +63,9 @@ def convert(source, output, mode, io_type, calib, calib_count, preprocess, label
     SOURCE: a SavedModel directory, a Keras 3 .keras file, a tf_keras .h5 file, keras-app:NAME
     (a keras.applications architecture) or hf:DIR (a BERT-family Hugging Face directory).
     """
-    from ..convert import ConvertRequest
-    from ..convert import convert as run
-    from ..sources import LoadOptions
+    from ..convert.pipeline import ConvertRequest
+    from ..convert.pipeline import convert as run
+    from ..convert.sources import LoadOptions
 
     request = ConvertRequest(
         source=source, output=output, mode=mode, io_type=io_type, calib=calib, calib_count=calib_count,

@@ -36,8 +36,8 @@ def deploy(bundle, target, port, identity, ssh_options, install, wheel, venv, py
     new bundle beside the old one and swaps it in atomically, so it never runs a half-copied model.
     Needs key-based SSH (no password prompts) and python3 on the device.
     """
-    from ..deploy import DeployRequest
-    from ..deploy import deploy as run
+    from ..ship.deploy import DeployRequest
+    from ..ship.deploy import deploy as run
 
     result = run(DeployRequest(bundle=bundle, target=target, port=port, identity=identity,
                                ssh_options=list(ssh_options), install=install, wheel=wheel, venv=venv,

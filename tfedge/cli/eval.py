@@ -33,12 +33,12 @@ def evaluate(model, data, reference, preprocess, limit, threads, weights, task, 
     run in TensorFlow.
     """
     if task == "detection":
-        from ..detection_eval import evaluate_detection
+        from ..analysis.detection_eval import evaluate_detection
 
         emit(evaluate_detection(model, data, limit=limit, threads=threads), as_json, print_detection)
         return
-    from ..evaluate import evaluate as run
-    from ..sources import LoadOptions
+    from ..analysis.evaluate import evaluate as run
+    from ..convert.sources import LoadOptions
 
     result = run(model, data, reference=reference, preset=preprocess, limit=limit, threads=threads,
                  load_options=LoadOptions(weights=weights, task=task, seq_len=seq_len))

@@ -20,7 +20,7 @@ def export_c(model, output, name, as_json):
 
     Writes OUTPUT with a 16-byte aligned array and its length constant, and a header beside it.
     """
-    from ..export_c import export_c as run
+    from ..analysis.export_c import export_c as run
 
     result = run(model, output, name)
     emit(result, as_json, lambda r: click.echo(table([

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 @json_option
 def inspect(model, show_tensors, as_json):
     """Describe MODEL.tflite and tell which device runtimes can run it."""
-    from ..inspect import inspect as run
+    from ..analysis.inspection import inspect as run
 
     result = run(model)
     emit(result, as_json, lambda r: print_result(r, show_tensors))
@@ -37,7 +37,7 @@ def _quant(q) -> str:
 
 
 def print_result(r: dict, show_tensors: bool) -> None:
-    from ..inspect import human_count
+    from ..analysis.inspection import human_count
 
     echo = click.echo
     flops = "n/a" if r["flops"] is None else f"{r['flops'] / 1e9:.4g} GFLOPs ({human_count(r['macs'])} MACs)"

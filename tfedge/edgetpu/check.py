@@ -1,6 +1,6 @@
 """`tfedge edgetpu check`: predict, without the compiler, which ops the Edge TPU Compiler maps to the TPU.
 
-Applies rules.py (Coral's documented rules) to the model read by tfedge.graph, in execution order:
+Applies rules.py (Coral's documented rules) to the model read by tfedge.analysis.graph, in execution order:
 ops before the first mappable op run on the CPU; the TPU subgraph starts at the first mappable op and ends at
 the first op that cannot map; every later op runs on the CPU ("More than one subgraph is not supported").
 A prediction, not a compilation: undocumented compiler limits (op versions, sizes, the resize caveats) are
@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import graph as graph_module
+from ..analysis import graph as graph_module
 from . import rules
 
 EIGHT_BIT = ("int8", "uint8")
@@ -286,7 +286,7 @@ def summarize(model: str, verdicts: list, source: str, tpu_subgraphs: int | None
 
 
 def check_graph(model) -> dict:
-    """Predict the compiler's mapping for a parsed graph (tfedge.graph.Graph)."""
+    """Predict the compiler's mapping for a parsed graph (tfedge.analysis.graph.Graph)."""
     main = model.main
     verdicts = partition([judge_op(op, main.tensors) for op in main.ops])
     notes = []

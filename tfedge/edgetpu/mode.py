@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..convert.modes import Mode, configure_int8
 from ..errors import BadInput
-from ..modes import Mode, configure_int8, register
 from . import rules
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,8 @@ def compact(report: dict) -> dict:
 
 
 def build_edgetpu(source, samples, context, request) -> bytes:
-    from ..convert import run_converter
-    from ..graph import graph_from_bytes
+    from ..analysis.graph import graph_from_bytes
+    from ..convert.converter import run_converter
     from .check import check_graph
 
     _check_fixed_batch(source)
@@ -64,7 +64,7 @@ def build_edgetpu(source, samples, context, request) -> bytes:
     configure_int8(converter, context)
     adjust = getattr(source, "adjust_converter", None)  # e.g. detectors: float outputs after the NMS op
     if adjust is not None:
-        adjust(converter, edgetpu_mode)
+        adjust(converter, MODE)
     name = Path(source.location).name
     model_bytes = run_converter(converter, name, context)
     finalize = getattr(source, "finalize_model", None)  # judged as it will be written (convert() finalizes too:
@@ -91,6 +91,6 @@ def build_edgetpu(source, samples, context, request) -> bytes:
     return model_bytes
 
 
-edgetpu_mode = register(EdgeTpuMode("edgetpu", "full integer for the Coral Edge TPU (uint8 I/O, batch 1), pre-checked",
-                                    configure_int8, aliases=("coral", "edge-tpu"), needs_calibration=True,
-                                    io_types=("uint8", "int8"), quantized_io_ok=True, build=build_edgetpu))
+MODE = EdgeTpuMode("edgetpu", "full integer for the Coral Edge TPU (uint8 I/O, batch 1), pre-checked",
+                   configure_int8, aliases=("coral", "edge-tpu"), needs_calibration=True,
+                   io_types=("uint8", "int8"), quantized_io_ok=True, build=build_edgetpu)

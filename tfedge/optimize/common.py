@@ -189,8 +189,8 @@ def convert_output(model, request: OptimizeRequest, result: dict, labels: list[s
     """Hand over to tfedge.convert (through a scratch SavedModel), then record where the model came from."""
     from tfedge_device.manifest import read_manifest, write_manifest
 
-    from ..convert import ConvertRequest, convert
-    from ..modes import get_mode
+    from ..convert.pipeline import ConvertRequest, convert
+    from ..convert.registry import get_mode
 
     with tempfile.TemporaryDirectory(prefix="tfedge_optimize_") as scratch:
         saved = Path(scratch) / "model"

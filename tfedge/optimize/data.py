@@ -99,8 +99,8 @@ def _from_npz(path: Path, input_shape: tuple, preset: str) -> tuple:
 
 
 def read_sentences(path: Path) -> list[str]:
-    """One sentence a line (tfedge.transformers' reader, shared with text calibration)."""
-    from ..transformers import read_sentences as read
+    """One sentence a line (tfedge.convert.hf_source' reader, shared with text calibration)."""
+    from ..convert.hf_source import read_sentences as read
 
     sentences = read(path)
     if len(sentences) < 2:

@@ -45,7 +45,7 @@ def logits_of(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
 
 def distillation_loss(classes: int, temperature: float, alpha: float):
     """y_true = [one-hot labels | teacher logits]; y_pred = student logits."""
-    from ..tfrt import tensorflow
+    from ..tf_loader import tensorflow
 
     tf = tensorflow()
 

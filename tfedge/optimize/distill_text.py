@@ -19,7 +19,7 @@ import numpy as np
 from tfedge_device.fileio import atomic_path, write_bytes
 
 from ..errors import BadInput
-from ..tfrt import quiet_native, tensorflow
+from ..tf_loader import quiet_native, tensorflow
 from .common import output_kind
 from .train import fit, set_seed
 
@@ -87,7 +87,7 @@ def distill_embeddings(request, options) -> dict:
     """Train a bert:L,H student on request.data (.txt) to match options.teacher (hf:DIR) -> result dict."""
     import keras
 
-    from ..sources import LoadOptions, load_source
+    from ..convert.sources import LoadOptions, load_source
     from .data import load_data
     from .strategy import get_strategy
 
@@ -134,8 +134,9 @@ def distill_embeddings(request, options) -> dict:
 
 def text_variants(teacher, student, quant: str, samples: tuple, reference: np.ndarray) -> dict:
     """Teacher and student after conversion: size, gzip, cosine to the teacher's embeddings, latency."""
-    from ..convert import run_converter
-    from ..modes import ConvertContext, get_mode, resolve_io_type
+    from ..convert.converter import run_converter
+    from ..convert.modes import ConvertContext, resolve_io_type
+    from ..convert.registry import get_mode
     from .measure import calibration_samples, tflite_figures, to_tflite
 
     named = {"token_ids": samples[0], "padding_mask": samples[1]}
@@ -163,8 +164,8 @@ def write_text_output(student, teacher, request, samples: tuple, result: dict) -
                                                "convert it with its token_ids/padding_mask inputs)"}
     from tfedge_device.manifest import read_manifest, write_manifest
 
-    from ..convert import ConvertRequest, convert
-    from ..modes import get_mode
+    from ..convert.pipeline import ConvertRequest, convert
+    from ..convert.registry import get_mode
 
     with tempfile.TemporaryDirectory(prefix="tfedge_distill_") as scratch:
         saved = Path(scratch) / "student"

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInput, EnvironmentMissing
-from ..tfrt import quiet_native, tensorflow
+from ..tf_loader import quiet_native, tensorflow
 
 log = logging.getLogger(__name__)
 

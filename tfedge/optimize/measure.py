@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 from tfedge_device.model import Model
 
-from ..calibration import Samples
-from ..convert import run_converter
-from ..latency import median_latency_ms
-from ..modes import ConvertContext, get_mode, resolve_io_type
-from ..sources import KerasSource, LoadOptions
+from ..analysis.latency import median_latency_ms
+from ..convert.calibration import Samples
+from ..convert.converter import run_converter
+from ..convert.modes import ConvertContext, resolve_io_type
+from ..convert.registry import get_mode
+from ..convert.sources import KerasSource, LoadOptions
 
 CALIBRATION_SAMPLES = 200
 

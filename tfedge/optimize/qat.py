@@ -138,8 +138,8 @@ TECHNIQUE = Technique("qat", wrap, strip, inspect, h5_ok=False, float_variant=Fa
 
 
 def qat(request: OptimizeRequest) -> dict:
+    from ..convert.registry import get_mode
     from ..errors import BadInput
-    from ..modes import get_mode
 
     if get_mode(request.quant).name not in ("int8",):
         raise BadInput(f"qat produces int8 models; --quant {request.quant} is not supported")

@@ -15,7 +15,7 @@ import logging
 import os
 
 from ..errors import BadInput
-from ..tfrt import tensorflow
+from ..tf_loader import tensorflow
 
 log = logging.getLogger(__name__)
 

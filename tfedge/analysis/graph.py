@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tfedge_device.model import TFLITE_MAGIC, read_model_bytes
 
-from .errors import BadInput
+from ..errors import BadInput
 
 
 @dataclass(frozen=True)

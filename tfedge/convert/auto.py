@@ -14,11 +14,11 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+from ..analysis.latency import interleaved_latency_ms, median_latency_ms
+from ..errors import BadInput, BudgetNotMet
 from .calibration import progress
-from .convert import run_converter
-from .errors import BadInput, BudgetNotMet
-from .latency import interleaved_latency_ms, median_latency_ms
-from .modes import get_mode, register
+from .converter import run_converter
+from .modes import BUILTIN
 from .selective import (
     Evaluator,
     SearchMode,
@@ -42,7 +42,7 @@ def _configured(source, name: str, context, samples=None) -> bytes:
     """A plain mode's conversion (float I/O; calibrated modes on `samples`)."""
     converter = source.converter()
     context = replace(context, samples=samples, io_type="float32")  # run_converter sets its terminal
-    get_mode(name).configure(converter, context)
+    BUILTIN[name].configure(converter, context)
     return run_converter(converter, f"{Path(source.location).name} ({name})", context)
 
 
@@ -133,5 +133,5 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-register(SearchMode("auto", "fastest of float16/dynamic/int8/selective-int8/int16x8 within the budget",
-                    get_mode("float32").configure, needs_calibration=True, build=build_auto))
+MODE = SearchMode("auto", "fastest of float16/dynamic/int8/selective-int8/int16x8 within the budget",
+                  BUILTIN["float32"].configure, needs_calibration=True, build=build_auto)

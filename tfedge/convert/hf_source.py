@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadInput, EnvironmentMissing
+from ..errors import BadInput, EnvironmentMissing
+from ..tf_loader import quiet_native, tensorflow
 from .sources import LoadOptions, SourceModel, tree_sha256
-from .tfrt import quiet_native, tensorflow
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class TransformerSource(SourceModel):
         return self._concrete
 
     def export_function(self):
-        """The same model traced with tfedge.rewrites (unless --no-rewrites): what the converter converts."""
+        """The same model traced with tfedge.convert.rewrites (unless --no-rewrites): what the converter converts."""
         if not self._rewrite:
             return self.concrete_function()
         if self._export is None:

@@ -37,19 +37,19 @@ from pathlib import Path
 import numpy as np
 from tfedge_device.model import Model
 
+from ..analysis.graph import MAC_RULES, graph_from_bytes
+from ..analysis.latency import interleaved_latency_ms
+from ..errors import BadInput
+from ..tf_loader import quiet_native, tensorflow
 from .calibration import progress
-from .convert import run_converter
-from .errors import BadInput
-from .graph import MAC_RULES, graph_from_bytes
-from .latency import interleaved_latency_ms
-from .modes import Mode, configure_float32, register
-from .tfrt import quiet_native, tensorflow
+from .converter import run_converter
+from .modes import Mode, configure_float32
 from .verify import check_budgets, compare_outputs
 
 log = logging.getLogger(__name__)
 
 # Not op kinds of the model: the quantizer's own conversions. Data-movement
-# kinds (TRANSPOSE, SELECT_V2, ...) ARE searched: in MiniLM as traced without tfedge.rewrites, quantizing the
+# kinds (TRANSPOSE, SELECT_V2, ...) ARE searched: in MiniLM as traced without tfedge.convert.rewrites, quantizing the
 # attention mask's SELECT_V2 (-1e9 logits) or the heads' TRANSPOSE alone collapsed it to cosine 0.29 (measured).
 SKIPPED_KINDS = {"QUANTIZE", "DEQUANTIZE"}
 DEFAULT_MIN_COSINE = 0.99
@@ -135,7 +135,7 @@ def layer_names(model_bytes: bytes, kinds) -> list:
 
 
 def op_kinds(model_bytes: bytes) -> dict:
-    """{op kind: count} of a TFLite model, read from the flatbuffer (tfedge.graph)."""
+    """{op kind: count} of a TFLite model, read from the flatbuffer (tfedge.analysis.graph)."""
     counts: dict = {}
     for op in graph_from_bytes(model_bytes).ops:
         counts[op.name] = counts.get(op.name, 0) + 1
@@ -307,10 +307,6 @@ class SearchMode(Mode):
     build: Callable | None = None
 
 
-def _register() -> None:
-    register(SearchMode("selective-int8", "int8 except the ops measured to hurt accuracy or speed (kept float)",
-                        configure_float32, aliases=("selective", "mixed-int8"), needs_calibration=True,
-                        build=build_selective))
-
-
-_register()
+MODE = SearchMode("selective-int8", "int8 except the ops measured to hurt accuracy or speed (kept float)",
+                  configure_float32, aliases=("selective", "mixed-int8"), needs_calibration=True,
+                  build=build_selective)

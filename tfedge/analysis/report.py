@@ -13,8 +13,8 @@ from pathlib import Path
 
 from tfedge_device.fileio import write_text
 
+from ..errors import BadInput
 from .compare import COLUMNS
-from .errors import BadInput
 
 SUFFIXES = (".md", ".html", ".json")
 

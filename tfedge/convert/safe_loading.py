@@ -16,7 +16,7 @@ import json
 import zipfile
 from pathlib import Path
 
-from .errors import BadInput
+from ..errors import BadInput
 
 # Layers whose config carries code. Keras 3: keras/src/layers/core/lambda_layer.py; tf_keras: layers/core.
 CODE_LAYERS = ("Lambda",)

@@ -1,7 +1,7 @@
 """Calibration and verification data -> samples (one list of batch-1 arrays per sample, in input order).
 
 Loaders are a registry keyed by what PATH is: an image folder, a `.npy`/`.npz` of input tensors, `random`
-(an escape hatch that warns), or a sentence file for text models (registered by tfedge.transformers).
+(an escape hatch that warns), or a sentence file for text models (registered by tfedge.convert.hf_source).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tfedge_device.preprocess import IMAGE_SUFFIXES, ImageSpec, list_images, load_image
 
-from .errors import BadInput
+from ..errors import BadInput
 from .sources import SourceModel
 
 log = logging.getLogger(__name__)

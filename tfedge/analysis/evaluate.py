@@ -1,7 +1,7 @@
 """Accuracy of a model variant on real data: top-1/top-5 against labels, or cosine to a reference model.
 
 A variant is a converted `.tflite` (run through `tfedge_device.model.Model`, the one inference path) or the
-source model (any SOURCE of `tfedge.sources`, run in TensorFlow), so float and int8 figures compare.
+source model (any SOURCE of `tfedge.convert.sources`, run in TensorFlow), so float and int8 figures compare.
 Data:
   * `.npz` with `x` (or arrays named after the inputs) holding MODEL-READY inputs [N, ...] (already
     preprocessed, e.g. models/digits/test.npz is in [0, 1]), and optionally `y` (class indices [N]) and/or
@@ -21,8 +21,8 @@ import numpy as np
 from tfedge_device.manifest import read_manifest
 from tfedge_device.preprocess import ImageSpec, list_images, load_image
 
-from .errors import BadInput
-from .verify import TASKS_WITHOUT_TOP1, compare_outputs
+from ..convert.verify import TASKS_WITHOUT_TOP1, compare_outputs
+from ..errors import BadInput
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class Variant:
                            for s, shape in zip(self.model.inputs, current)]
             self.dynamic = [tuple(d < 0 for d in s.shape) for s in self.model.inputs]
         else:
-            from .sources import load_source
+            from ..convert.sources import load_source
 
             self.kind = "source"
             self.model = load_source(spec, load_options)
@@ -107,7 +107,7 @@ def options_from_manifest(options, manifest: dict | None):
     source's task and sequence length) is taken from the variant's manifest, so the shapes match."""
     from dataclasses import replace
 
-    from .sources import LoadOptions
+    from ..convert.sources import LoadOptions
 
     options = options or LoadOptions()
     text = (manifest or {}).get("text") or {}
@@ -150,7 +150,7 @@ def load_data(path: str | Path, variant: Variant, preset: str | None = None, lim
 
 
 def _from_npz(path: Path, variant: Variant, limit: int | None) -> EvalData:
-    from .calibration import load_numpy
+    from ..convert.calibration import load_numpy
 
     with load_numpy(path) as archive:
         names = [name for name, _, _ in variant.inputs]

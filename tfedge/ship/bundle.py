@@ -35,8 +35,8 @@ from tfedge_device.manifest import manifest_path, read_manifest
 from tfedge_device.model import Model, needs_edgetpu, read_model_bytes
 from tfedge_device.preprocess import ImageSpec, get_preset, load_image
 
-from . import __version__
-from .errors import BadInput
+from .. import __version__
+from ..errors import BadInput
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,8 @@ class BundleRequest:
 
 def op_facts(model_path: Path) -> dict:
     """The operators (name, version) a model uses and its converter-recorded min_runtime_version."""
-    from .compat import required_release
-    from .graph import read_graph
+    from ..analysis.compat import required_release
+    from ..analysis.graph import read_graph
 
     graph = read_graph(model_path)
     ops, metadata_min = [(op.name, op.version) for op in graph.ops], graph.min_runtime_version
@@ -219,7 +219,7 @@ def build_bundle_dir(request: BundleRequest, root: Path) -> dict:
 
 
 def _release_key(text: str) -> tuple:
-    from .compat import parse_release
+    from ..analysis.compat import parse_release
 
     return parse_release(text) or (0,)
 

@@ -1,7 +1,7 @@
-"""Quantization modes as a registry: name -> how to configure the TFLite converter.
+"""Quantization modes as data: name -> how to configure the TFLite converter.
 
-Optimum's names (`int8-dynamic`, `fp16`, `int8x16`, ...) are accepted as aliases. `edgetpu` and `auto`
-register themselves from their own modules (tfedge.edgetpu, tfedge.auto) to keep this table flat.
+Optimum's names (`int8-dynamic`, `fp16`, `int8x16`, ...) are accepted as aliases. The modes that search or
+check (`selective-int8`, `auto`, `edgetpu`) are defined in their own modules; `registry` looks names up.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .errors import BadInput
-from .tfrt import tensorflow
+from ..errors import BadInput
+from ..tf_loader import tensorflow
 
 
 @dataclass
@@ -90,48 +90,19 @@ def configure_int16x8(converter, context: ConvertContext) -> None:
     converter.inference_output_type = _io_dtype(context.io_type)
 
 
-MODES: dict[str, Mode] = {}
-
-
-def register(mode: Mode) -> Mode:
-    MODES[mode.name] = mode
-    return mode
-
-
-register(Mode("float32", "no quantization", configure_float32, aliases=("fp32", "none")))
-register(Mode("dynamic", "int8 weights, float activations (dynamic-range)", configure_dynamic,
-              aliases=("int8-dynamic", "dynamic-range", "drq")))
-register(Mode("float16", "float16 weights", configure_float16, aliases=("fp16",)))
-register(Mode("int8", "full integer int8 with calibration", configure_int8, aliases=("full-int8", "int8-full"),
-              needs_calibration=True, io_types=("int8", "uint8", "float32")))
-register(Mode("int16x8", "int16 activations, int8 weights, with calibration", configure_int16x8,
-              aliases=("int8x16", "a16w8"), needs_calibration=True, io_types=("int16", "float32")))
-
-# Modes living in their own modules, imported when first named (module, attribute holding the Mode).
-LAZY_MODES = {"edgetpu": "tfedge.edgetpu.mode", "auto": "tfedge.auto", "selective-int8": "tfedge.selective"}
-
-
-def mode_names() -> list[str]:
-    return sorted(set(MODES) | set(LAZY_MODES))
-
-
-def get_mode(name: str) -> Mode:
-    key = name.strip().lower()
-    for mode in MODES.values():
-        if key == mode.name or key in mode.aliases:
-            return mode
-    if key in LAZY_MODES:
-        import importlib
-
-        try:
-            importlib.import_module(LAZY_MODES[key])
-        except ModuleNotFoundError:
-            raise BadInput(f"mode {key!r} is not available in this build of tfedge") from None
-        if key in MODES:
-            return MODES[key]
-    aliases = sorted(a for m in MODES.values() for a in m.aliases)
-    raise BadInput(f"unknown quantization mode {name!r}",
-                   hint=f"choose one of {', '.join(mode_names())} (aliases: {', '.join(aliases)})")
+# The plain modes: one converter configuration each. Modes that search or check (selective-int8, auto,
+# edgetpu) live in their own modules; tfedge.convert.registry names them all.
+BUILTIN_MODES = (
+    Mode("float32", "no quantization", configure_float32, aliases=("fp32", "none")),
+    Mode("dynamic", "int8 weights, float activations (dynamic-range)", configure_dynamic,
+         aliases=("int8-dynamic", "dynamic-range", "drq")),
+    Mode("float16", "float16 weights", configure_float16, aliases=("fp16",)),
+    Mode("int8", "full integer int8 with calibration", configure_int8, aliases=("full-int8", "int8-full"),
+         needs_calibration=True, io_types=("int8", "uint8", "float32")),
+    Mode("int16x8", "int16 activations, int8 weights, with calibration", configure_int16x8,
+         aliases=("int8x16", "a16w8"), needs_calibration=True, io_types=("int16", "float32")),
+)
+BUILTIN = {mode.name: mode for mode in BUILTIN_MODES}
 
 
 def resolve_io_type(mode: Mode, io_type: str | None) -> str:

@@ -1,8 +1,8 @@
 """`tfedge inspect`: what is in a .tflite model — operators (versions, counts, MACs), tensors (dtypes,
 quantization), parameters, FLOPs, size, manifest — and which device runtimes can run it.
 
-The flatbuffer is read by tfedge.graph (on the `tflite` schema package); runtime compatibility comes from
-tfedge.compat. MACs are multiply-accumulates; FLOPs = 2 x MACs (the convention of the seeds' tables).
+The flatbuffer is read by tfedge.analysis.graph (on the `tflite` schema package); runtime compatibility comes from
+tfedge.analysis.compat. MACs are multiply-accumulates; FLOPs = 2 x MACs (the convention of the seeds' tables).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 from tfedge_device.manifest import read_manifest
 from tfedge_device.model import needs_edgetpu, read_model_bytes
 
+from ..errors import BadInput
 from . import compat
-from .errors import BadInput
 
 
 def _graph(path: Path):

@@ -29,7 +29,7 @@ from pathlib import Path
 from tfedge_device.bundle import CHECKSUMS, open_bundle, read_checksums
 from tfedge_device.fileio import sha256_file
 
-from .errors import BAD_INPUT, BUDGET, ENVIRONMENT, BadInput, BudgetNotMet, EnvironmentMissing, TfedgeError
+from ..errors import BAD_INPUT, BUDGET, ENVIRONMENT, BadInput, BudgetNotMet, EnvironmentMissing, TfedgeError
 
 log = logging.getLogger(__name__)
 

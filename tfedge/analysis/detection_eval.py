@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadInput, EnvironmentMissing
+from ..errors import BadInput, EnvironmentMissing
 
 ANNOTATIONS_FILE = "annotations.json"
 # Every detection the model keeps counts toward AP (COCO evaluates up to 100 per image, lowest scores included).

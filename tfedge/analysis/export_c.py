@@ -14,7 +14,7 @@ from pathlib import Path
 from tfedge_device.fileio import atomic_path, write_text
 from tfedge_device.model import read_model_bytes
 
-from .errors import BadInput
+from ..errors import BadInput
 
 BYTES_PER_LINE = 12
 ALIGNMENT = 16  # TFLM requires 16-byte alignment of the model buffer

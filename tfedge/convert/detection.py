@@ -71,7 +71,7 @@ def detection_attributes(source) -> dict | None:
 
 def saved_model_converter(source):
     """The OD API's documented path: TFLiteConverter.from_saved_model on the chosen signature."""
-    from .tfrt import quiet_native, tensorflow
+    from ..tf_loader import quiet_native, tensorflow
 
     tf = tensorflow()
     with quiet_native():
@@ -81,7 +81,7 @@ def saved_model_converter(source):
 def keep_float_outputs(converter, mode) -> None:
     """The op's outputs are boxes, classes, scores and a count in float32: integer modes keep them so (an int8
     output type would add a QUANTIZE after the op, on the CPU, and coarse boxes)."""
-    from .tfrt import tensorflow
+    from ..tf_loader import tensorflow
 
     tf = tensorflow()
     if getattr(converter, "inference_output_type", tf.float32) != tf.float32:
@@ -93,7 +93,7 @@ def finalize_detector(source, model_bytes: bytes) -> bytes:
     quantized tensors directly (requantize_postprocess_inputs)."""
     from tfedge_device.guard import trust
 
-    from .errors import BadInput
+    from ..errors import BadInput
 
     if POSTPROCESS_OP.encode() not in model_bytes:
         raise BadInput(f"the converter did not fuse the {POSTPROCESS_OP} composite of {source.location}",

@@ -15,7 +15,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from .errors import BadInput, EnvironmentMissing
+from ..errors import BadInput, EnvironmentMissing
 
 
 def device_source_dir() -> Path | None:

@@ -11,7 +11,7 @@ import operator
 import numpy as np
 from tfedge_device.model import Model
 
-from .errors import BudgetNotMet
+from ..errors import BudgetNotMet
 from .sources import SourceModel
 
 

@@ -1,4 +1,5 @@
-"""source -> converter -> verify -> atomic write of `OUT.tflite` and its manifest `OUT.json`."""
+"""The pipeline: source -> calibration -> mode (the converter call) -> verify -> atomic write of `OUT.tflite`
+and its manifest `OUT.json`."""
 
 from __future__ import annotations
 
@@ -11,18 +12,19 @@ from pathlib import Path
 
 from tfedge_device import __version__ as device_version
 from tfedge_device.fileio import atomic_path, write_bytes
-from tfedge_device.guard import trust
 from tfedge_device.labels import check_labels, read_labels
 from tfedge_device.manifest import manifest_path, write_manifest
 from tfedge_device.model import Model
 from tfedge_device.preprocess import ImageSpec
 
-from . import __version__
+from .. import __version__
+from ..errors import BadInput
+from ..tf_loader import tensorflow
 from .calibration import load_samples, random_samples
-from .errors import BadInput
-from .modes import ConvertContext, get_mode, resolve_io_type
+from .converter import run_converter
+from .modes import ConvertContext, resolve_io_type
+from .registry import get_mode
 from .sources import LoadOptions, SourceModel, load_source
-from .tfrt import quiet_native, tensorflow
 from .verify import enforce_budgets, search_budget_note, verify
 
 log = logging.getLogger(__name__)
@@ -54,33 +56,6 @@ def check_output_path(output: Path) -> None:
         raise BadInput(f"output directory does not exist: {parent}")
     if not os.access(parent, os.W_OK):
         raise BadInput(f"output directory is not writable: {parent}")
-
-
-def run_converter(converter, model_name: str, context: ConvertContext | None = None) -> bytes:
-    """converter.convert() with its native chatter silenced; its errors become one BadInput line."""
-    tensorflow()
-    from tensorflow.lite.python.convert_phase import ConverterError
-
-    captured: list[str] = []
-    try:
-        with quiet_native(captured) as terminal:
-            if context is not None:
-                context.terminal = terminal  # calibration progress stays visible
-            model_bytes = converter.convert()
-    except (ConverterError, ValueError, RuntimeError, TypeError) as err:
-        reason = _first_error_line(str(err)) or _first_error_line("".join(captured)) or type(err).__name__
-        raise BadInput(f"the TFLite converter cannot convert {model_name}: {reason}") from None
-    trust(model_bytes)  # made by the converter in this process: loaded without the crash probe
-    return model_bytes
-
-
-def _first_error_line(text: str) -> str:
-    for line in text.splitlines():
-        line = line.strip()
-        if "error:" in line.lower():
-            return line[line.lower().index("error:") + 6:].strip()[:300]
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0][:300] if lines else ""
 
 
 def conversion_samples(request: ConvertRequest, mode, source: SourceModel, preset):

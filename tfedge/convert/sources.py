@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadInput, EnvironmentMissing
+from ..errors import BadInput, EnvironmentMissing
+from ..tf_loader import quiet_native, tensorflow
 from .safe_loading import UNSAFE_HINT, refuse_code_layers
-from .tfrt import quiet_native, tensorflow
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class LoadOptions:
     task: str | None = None  # hf: sentence-embedding | sequence-classification
     seq_len: int | None = None  # hf: sequence length
     num_labels: int | None = None  # hf sequence-classification head size
-    rewrites: bool = True  # hf: export rewrites of attention and dense layers (tfedge.rewrites)
+    rewrites: bool = True  # hf: export rewrites of attention and dense layers (tfedge.convert.rewrites)
 
 
 class SourceModel:
@@ -375,14 +375,14 @@ class SourceKind:
 
 
 SOURCE_KINDS = (
-    SourceKind("keras-app", lambda s: s.startswith("keras-app:"), "tfedge.sources:load_keras_app",
+    SourceKind("keras-app", lambda s: s.startswith("keras-app:"), "tfedge.convert.sources:load_keras_app",
                "keras-app:NAME, a keras.applications architecture (--weights PATH|none)"),
-    SourceKind("hf", lambda s: s.startswith("hf:"), "tfedge.transformers:load_hf_source",
+    SourceKind("hf", lambda s: s.startswith("hf:"), "tfedge.convert.hf_source:load_hf_source",
                "hf:DIR, a BERT-family Hugging Face directory (--task, --seq-len)"),
-    SourceKind("savedmodel", lambda s: Path(s).is_dir(), "tfedge.sources:load_saved_model",
+    SourceKind("savedmodel", lambda s: Path(s).is_dir(), "tfedge.convert.sources:load_saved_model",
                "a SavedModel directory (--signature)"),
-    SourceKind("keras", lambda s: s.endswith(".keras"), "tfedge.sources:load_keras3", "a Keras 3 .keras file"),
-    SourceKind("h5", lambda s: s.endswith((".h5", ".hdf5")), "tfedge.sources:load_tf_keras",
+    SourceKind("keras", lambda s: s.endswith(".keras"), "tfedge.convert.sources:load_keras3", "a Keras 3 .keras file"),
+    SourceKind("h5", lambda s: s.endswith((".h5", ".hdf5")), "tfedge.convert.sources:load_tf_keras",
                "a tf_keras .h5 file"),
 )
 

@@ -3,7 +3,7 @@
 One row per variant (a `.tflite` or the source model): parameters, GFLOPs, size, p50 latency on the
 device runtime, speed-up against the float variant, accuracy (top-1) or cosine, and the drop against the
 most accurate reference (the source when given, else the float variant). Every figure that cannot be
-measured carries the reason instead of a blank (`why`). Reports: see tfedge.report.
+measured carries the reason instead of a blank (`why`). Reports: see tfedge.analysis.report.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import BadInput
+from ..errors import BadInput
 
 log = logging.getLogger(__name__)
-DETECTION_TASK = "object-detection"  # tfedge_device.detect.TASK (a detector's accuracy is its mAP@0.5)
 
 # The columns of the table: (key, heading, unit/format). The report writers use this table.
 COLUMNS = (
@@ -63,7 +62,7 @@ def _mode_of(variant) -> str:
 def _measure_static(row: Row, variant) -> None:
     """Params, GFLOPs and size: from the TFLite graph, or the source model's own count."""
     if variant.kind == "tflite":
-        from .inspect import summary
+        from .inspection import summary
 
         info = summary(variant.path)
         row.set("params", info["params"])
@@ -126,7 +125,9 @@ def _measure_accuracy(row: Row, variant, data, preset, limit, reference_variant)
     if data is None:
         row.set("accuracy", None, "no --data given")
         return
-    if variant.kind == "tflite" and variant.task == DETECTION_TASK:
+    from tfedge_device.detect import TASK as DETECTION_TASK
+
+    if variant.kind == "tflite" and variant.task == DETECTION_TASK:  # a detector's accuracy is its mAP@0.5
         from .detection_eval import evaluate_detection
 
         result = evaluate_detection(variant.spec, data, limit=limit)
@@ -151,7 +152,7 @@ def cosine_reference(data, loaded):
     cosine — the source when given, else the first float32 .tflite, else the first variant."""
     if data is None or not str(data).endswith(".npz") or not Path(data).is_file():
         return None
-    from .calibration import load_numpy
+    from ..convert.calibration import load_numpy
 
     try:
         with load_numpy(Path(data)) as archive:
