@@ -40,7 +40,7 @@ def converted(scene_dirs, tmp_path_factory):
     for mode in ("float32", "int8", "edgetpu"):
         models[mode] = out / f"detector_{mode}.tflite"
         convert(ConvertRequest(source=str(DETECT / "detector"), output=models[mode], mode=mode,
-                               calib=str(scene_dirs[1]), labels=DETECT / "labels.txt", verify_count=4,
+                               calib=str(scene_dirs[1]), labels=DETECT / "labels.txt", verify_count=12,
                                show_progress=False))
     return models
 
@@ -61,6 +61,14 @@ def test_int8_keeps_the_postprocess_op_fed_by_the_network(converted):
     assert manifest["detection"]["num_classes"] == 10 and manifest["detection"]["postprocess"] == POSTPROCESS
     assert {o["dtype"] for o in manifest["outputs"]} == {"float32"}  # boxes and scores stay float
     assert manifest["inputs"][0]["dtype"] == "int8"
+    check = manifest["verification"]  # detections matched to the SavedModel's own (TensorFlow decode + NMS)
+    assert check["detections_compared"] >= 12 and check["detection_agreement"] >= 0.9
+    assert check["box_iou_mean"] > 0.9
+
+
+def test_float32_finds_the_savedmodels_detections_exactly(converted):
+    check = json.loads(converted["float32"].with_suffix(".json").read_text())["verification"]
+    assert check["detection_agreement"] == 1.0 and check["box_iou_mean"] > 0.999
 
 
 def test_edgetpu_check_maps_the_network_and_leaves_only_the_postprocess_op_on_the_cpu(tfedge, converted):

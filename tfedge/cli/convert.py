@@ -100,8 +100,12 @@ def print_result(result: dict) -> None:
         rows.append(("verified on", figures["data"] + ("" if figures["real_data"] else "  (not real data)")))
         if figures["top1_agreement"] is not None:
             rows.append(("top-1 agreement", f"{figures['top1_agreement'] * 100:.1f} %"))
-        rows += [
-            ("cosine mean/min", f"{figures['cosine_mean']:.5f} / {figures['cosine_min']:.5f}"),
-            ("max abs error", f"{figures['max_abs_error']:.3g}"),
-        ]
+        if figures.get("detection_agreement") is not None:
+            rows.append(("detections found", f"{figures['detection_agreement'] * 100:.1f} % of "
+                         f"{figures['detections_compared']}, box IoU {figures['box_iou_mean']:.3f}"))
+        if figures["cosine_mean"] is not None:
+            rows += [
+                ("cosine mean/min", f"{figures['cosine_mean']:.5f} / {figures['cosine_min']:.5f}"),
+                ("max abs error", f"{figures['max_abs_error']:.3g}"),
+            ]
     click.echo(table(rows))

@@ -108,6 +108,51 @@ def finalize_detector(source, model_bytes: bytes) -> bytes:
     return model_bytes
 
 
+# Verification compares detections, not padded output lists: below a few percent the op's scores are near-ties
+# whose order TensorFlow and LiteRT may swap, which moves every later slot of the lists.
+CONFIDENT = 0.5  # the source's detections compared: those scoring at least this
+MATCH_IOU = 0.5  # a converted detection of the same class overlapping at least this much is the same one
+ROLES = ("box", "class", "score")  # output names (sorted: boxes, classes, scores, count) -> roles
+
+
+def detection_figures(source, references: list, candidates: list) -> dict | None:
+    """Agreement of the converted model's detections with the source's, per confident source detection:
+    `detection_agreement` (share found again: same class, IoU >= MATCH_IOU), `box_iou_mean` (of those found),
+    `detections_compared`. None when the outputs cannot be told apart by name."""
+    import numpy as np
+
+    names = [name.lower() for name in source.output_names or []]
+    positions = [next((i for i, name in enumerate(names) if role in name), None) for role in ROLES]
+    if None in positions or len(set(positions)) != 3:
+        return None
+    found, ious, compared = 0, [], 0
+    for reference, candidate in zip(references, candidates):
+        ref_boxes, ref_classes, ref_scores = (np.asarray(reference[i])[0] for i in positions)
+        boxes, classes, scores = (np.asarray(candidate[i])[0] for i in positions)
+        for box, label in zip(ref_boxes[ref_scores >= CONFIDENT], ref_classes[ref_scores >= CONFIDENT]):
+            compared += 1
+            same = boxes[(classes == label) & (scores > 0)]
+            overlap = float(_iou(box, same).max()) if len(same) else 0.0
+            if overlap >= MATCH_IOU:
+                found += 1
+                ious.append(overlap)
+    return {"samples": len(references), "detections_compared": compared,
+            "detection_agreement": found / compared if compared else None,
+            "box_iou_mean": float(np.mean(ious)) if ious else None,
+            "top1_agreement": None, "cosine_mean": None, "cosine_min": None, "max_abs_error": None}
+
+
+def _iou(box, boxes):
+    """IoU of one (ymin, xmin, ymax, xmax) box with each of boxes [N, 4]."""
+    import numpy as np
+
+    top_left = np.maximum(box[:2], boxes[:, :2])
+    bottom_right = np.minimum(box[2:], boxes[:, 2:])
+    inter = np.prod(np.clip(bottom_right - top_left, 0, None), -1)
+    areas = np.prod(boxes[:, 2:] - boxes[:, :2], -1)
+    return inter / (np.prod(box[2:] - box[:2]) + areas - inter)
+
+
 def requantize_postprocess_inputs(model_bytes: bytes) -> tuple[bytes, int]:
     """Turn every DEQUANTIZE (int8 -> float32) that only feeds a TFLite_Detection_PostProcess op into a
     QUANTIZE (int8 -> uint8, the same scale, zero point + 128): the op reads the uint8 tensor itself. Returns

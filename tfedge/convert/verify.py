@@ -59,7 +59,13 @@ def verify(source: SourceModel, model: Model, samples) -> dict:
     references = [source.predict(arrays) for arrays in samples.arrays]
     order = output_order(source, model)
     candidates = [[outputs[i] for i in order] for outputs in (model.predict(*arrays) for arrays in samples.arrays)]
-    figures = compare_outputs(references, candidates, top1=source.task not in TASKS_WITHOUT_TOP1)
+    figures = None
+    if getattr(source, "detection", None) is not None:  # a detector: its detections, matched (detection.py)
+        from .detection import detection_figures
+
+        figures = detection_figures(source, references, candidates)
+    if figures is None:
+        figures = compare_outputs(references, candidates, top1=source.task not in TASKS_WITHOUT_TOP1)
     figures["data"] = samples.origin
     figures["real_data"] = samples.real
     return figures
