@@ -126,17 +126,19 @@ def derive_preset(spec: TensorSpec) -> tuple[str, str]:
 
 def resolve_spec(
     model: Model, manifest: dict | None, preset: str | None = None, resize: str | None = None,
-    fit: str | None = None, default_fit: str = "stretch",
+    fit: str | None = None, default_fit: str = "stretch", default_preset: str | None = None,
 ) -> tuple[ImageSpec, str]:
     """The ImageSpec to feed `model` and a phrase saying where it came from; flags override. `default_fit`
-    applies when the manifest names no fit (detection: per output layout)."""
+    applies when the manifest names no fit, `default_preset` to a float input without a manifest (detection:
+    per output layout)."""
     tensor = image_input(model)
     shape = model.interpreter.get_input_details()[0]["shape"]
     image = ((manifest or {}).get("preprocess") or {}).get("image")
     if image:
         spec, origin = ImageSpec.from_dict({"fit": default_fit, **image}), "manifest"
     else:
-        derived, why = derive_preset(tensor)
+        derived, why = ((default_preset, "the output layout's convention") if default_preset and not tensor.quantized
+                        else derive_preset(tensor))
         spec, origin = ImageSpec.from_shape(shape, derived, default_fit), f"input tensor ({why})"
     if (spec.height, spec.width, spec.channels) != tuple(int(d) for d in shape[1:]):
         raise BadInput(

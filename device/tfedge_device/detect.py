@@ -111,7 +111,7 @@ class Detector:
                            hint="use tfedge-run classify or embed for it")
         self.layout: Layout = recognise(self.model, self.manifest)
         self.spec, self.spec_origin = resolve_spec(self.model, self.manifest, preset, resize, fit,
-                                                   default_fit=self.layout.default_fit)
+                                                   self.layout.default_fit, self.layout.default_preset)
         self.labels, self.labels_origin = label_source(self.manifest, labels)
         if self.labels is not None and self.layout.num_classes is not None:
             check_labels(self.labels, self.layout.num_classes, self.labels_origin)

@@ -5,6 +5,7 @@
 | `ssd-postprocess` | the `TFLite_Detection_PostProcess` custom op (SSD family, TF Object Detection API, Coral); else pycoral's 4-output layouts (signature names, output shapes) | normalised (ymin, xmin, ymax, xmax) | done by the op |
 | `end-to-end` | one output (1, N, 6) | (x1, y1, x2, y2), score, class | done by the model |
 | `yolo` | one output (1, 4+C, N) or (1, N, 4+C), the smaller axis being 4+C | (cx, cy, w, h), C class scores | class-aware, here (nms.py) |
+| `mediapipe-ssd` | MediaPipe's BlazeFace-family detectors: (1, N, 4+2K) and (1, N, 1), N = the anchors of a known config (MEDIAPIPE_ANCHORS) | (dx, dy, w, h) in input pixels from anchors; K keypoints ignored | here |
 
 Box units of `yolo` and `end-to-end` (Ultralytics' TFLite exports divide boxes by the input size; others keep
 input pixels): the manifest's `detection.box_units` ("normalized" or "pixels") when given; otherwise
@@ -17,8 +18,8 @@ Every decoder returns Candidates in input pixels; detect.py maps them to the ori
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -58,7 +59,8 @@ class Layout:
     """A recognised layout: how to read the model's outputs (positions in Model.outputs).
 
     name: a LAYOUTS key; outputs: role -> output position; num_classes: None when the model does not say;
-    default_fit: the image fit used when the manifest names none; box_units: None = decide from the values.
+    default_fit: the image fit used when the manifest names none; box_units: None = decide from the values;
+    default_preset: the normalisation the layout's models expect when nothing else says.
     """
 
     name: str
@@ -66,6 +68,7 @@ class Layout:
     num_classes: int | None
     default_fit: str
     box_units: str | None = None
+    default_preset: str | None = None  # for a float input without a manifest (None: classify's rule)
 
     def decode(self, outputs: list, input_size: tuple, threshold: float, iou_threshold: float = IOU_THRESHOLD,
                max_detections: int = MAX_DETECTIONS) -> Candidates:
@@ -166,11 +169,59 @@ def _box_units(manifest: dict | None) -> str | None:
     return units
 
 
+# MediaPipe's SSD-anchor detectors (BlazeFace family): SsdAnchorsCalculator options as data, keyed by the
+# input size, from mediapipe/modules/*/..._detection_*.pbtxt (fixed_anchor_size, anchor offset 0.5, one
+# aspect ratio 1.0: 2 anchors per layer and cell; consecutive layers of one stride share their cells).
+MEDIAPIPE_ANCHORS = {
+    (128, 128): (8, 16, 16, 16),  # face_detection_short_range: 896 anchors
+    (224, 224): (8, 16, 32, 32, 32),  # pose_detection: 2254 anchors
+    (192, 192): (4,),  # face_detection_full_range: 2304 anchors, 1 per cell (interpolated scale off)
+}
+MEDIAPIPE_ANCHORS_PER_LAYER = {(192, 192): 1}  # default 2
+
+
+def mediapipe_anchors(size: tuple) -> np.ndarray:
+    """[N, 2] anchor centres (x, y), normalised, in MediaPipe's order (layer group, row, column, anchor)."""
+    height, width = size
+    strides = MEDIAPIPE_ANCHORS[size]
+    per_layer = MEDIAPIPE_ANCHORS_PER_LAYER.get(size, 2)
+    centres, layer = [], 0
+    while layer < len(strides):
+        same = 1
+        while layer + same < len(strides) and strides[layer + same] == strides[layer]:
+            same += 1
+        rows, cols = -(-height // strides[layer]), -(-width // strides[layer])
+        y, x = np.meshgrid((np.arange(rows) + 0.5) / rows, (np.arange(cols) + 0.5) / cols, indexing="ij")
+        cell = np.stack([x.ravel(), y.ravel()], axis=1)
+        centres.append(np.repeat(cell, same * per_layer, axis=0))
+        layer += same
+    return np.concatenate(centres).astype(np.float32)
+
+
+def match_mediapipe(model, manifest: dict | None) -> Layout | None:
+    if len(model.outputs) != 2 or len(model.inputs) != 1:
+        return None
+    size = tuple(int(d) for d in model.inputs[0].shape[1:3])
+    regress, scores = (_shape(spec) for spec in model.outputs)
+    if scores[-1:] != (1,) and regress[-1:] == (1,):
+        regress, scores = scores, regress
+        order = {"regressors": 1, "scores": 0}
+    else:
+        order = {"regressors": 0, "scores": 1}
+    if (size not in MEDIAPIPE_ANCHORS or len(regress) != 3 or len(scores) != 3 or scores[2] != 1
+            or regress[1] != scores[1] or regress[2] < 4 or regress[2] % 2
+            or regress[1] != len(mediapipe_anchors(size))):
+        return None
+    return Layout("mediapipe-ssd", order, 1, "letterbox", default_preset="mobilenet")
+
+
 # name -> (what it is, matcher), tried in this order (end-to-end before yolo: a (1, N, 6) output is end-to-end).
 LAYOUTS: dict[str, tuple[str, Callable]] = {
     "ssd-postprocess": ("the TFLite_Detection_PostProcess op or pycoral's SSD outputs", match_ssd),
     "end-to-end": ("one (1, N, 6) output: x1, y1, x2, y2, score, class", match_end_to_end),
     "yolo": ("one (1, 4+C, N) or (1, N, 4+C) output", match_yolo),
+    "mediapipe-ssd": ("MediaPipe's (1, N, 4+2K) regressors and (1, N, 1) scores over SSD anchors",
+                      match_mediapipe),
 }
 
 
@@ -236,4 +287,23 @@ def decode_yolo(layout, outputs, input_size, threshold, iou_threshold, max_detec
     return Candidates(boxes[kept], scores[kept], classes[kept].astype(np.int64))
 
 
-DECODERS = {"ssd-postprocess": decode_ssd, "end-to-end": decode_end_to_end, "yolo": decode_yolo}
+def decode_mediapipe(layout, outputs, input_size, threshold, iou_threshold, max_detections) -> Candidates:
+    """MediaPipe's TensorsToDetectionsCalculator for these models: x before y (reverse_output_order), offsets
+    and sizes in input pixels around fixed-size anchors, sigmoid scores clipped at +-100; then NMS here
+    (MediaPipe blends overlapping boxes, "weighted" NMS; this keeps the best one)."""
+    raw = np.asarray(outputs[layout.outputs["regressors"]], np.float32)[0]
+    logits = np.asarray(outputs[layout.outputs["scores"]], np.float32)[0, :, 0]
+    with np.errstate(over="ignore"):  # exp(100) is inf in float32, as in MediaPipe's C++: the score is 0
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -100.0, 100.0)))
+    keep = np.flatnonzero(scores >= threshold)
+    height, width = input_size
+    anchors = mediapipe_anchors(input_size)[keep] * np.array([width, height], np.float32)
+    centre, size = anchors + raw[keep, 0:2], raw[keep, 2:4]
+    boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1)
+    scores, classes = scores[keep], np.zeros(len(keep), np.int64)
+    kept = nms(boxes, scores, None, iou_threshold, max_detections)
+    return Candidates(boxes[kept], scores[kept], classes[kept])
+
+
+DECODERS = {"ssd-postprocess": decode_ssd, "end-to-end": decode_end_to_end, "yolo": decode_yolo,
+            "mediapipe-ssd": decode_mediapipe}

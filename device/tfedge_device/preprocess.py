@@ -172,9 +172,9 @@ def fit_image(image, spec: ImageSpec):
     # Ultralytics' LetterBox (center=True): r = min(H/h, W/w); new size rounded; pads split with a
     # +-0.1 rounding bias; boxes map back with the same r and the left/top pads (ops.scale_boxes).
     scale = min(spec.height / height, spec.width / width)
-    new_w, new_h = int(round(width * scale)), int(round(height * scale))
-    left = int(round((spec.width - new_w) / 2 - 0.1))
-    top = int(round((spec.height - new_h) / 2 - 0.1))
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))  # a 1000x3 strip
+    left = round((spec.width - new_w) / 2 - 0.1)
+    top = round((spec.height - new_h) / 2 - 0.1)
     if (new_w, new_h) != image.size:
         image = image.resize((new_w, new_h), RESAMPLE[spec.resize])
     grey = LETTERBOX_GREY if image.mode == "L" else (LETTERBOX_GREY,) * 3
@@ -218,6 +218,8 @@ def prepare_image(image, spec: ImageSpec, name: str = "image") -> tuple[np.ndarr
         pixels = pixels[..., None]
     if norm.channel_order == "BGR":
         pixels = np.ascontiguousarray(pixels[..., ::-1])
-    pixels -= np.asarray(norm.mean, np.float32)  # pixels is a new float32 array: normalised in place
-    pixels /= np.asarray(norm.std, np.float32)
+    if any(norm.mean):  # pixels is a new float32 array: normalised in place; no pass for a 0 mean or a 1 std
+        pixels -= np.asarray(norm.mean, np.float32)
+    if any(std != 1 for std in norm.std):
+        pixels /= np.asarray(norm.std, np.float32)
     return pixels, placement
