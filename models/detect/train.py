@@ -167,54 +167,10 @@ def box_loss(y_true, y_pred):
 
 
 # -- export ----------------------------------------------------------------------------------------------
-def implements_signature(num_classes: int) -> str:
-    """The attributes of TFLite_Detection_PostProcess, in the form the converter's composite fusion parses
-    (tensorflow/compiler/mlir/lite/utils/tftext_utils-like `tf._implements` NameAttrList text; the same
-    fields as the OD API's export_tflite_graph_lib_tf2.py)."""
-    attrs = {**POSTPROCESS, "y_scale": BOX_SCALES[0], "x_scale": BOX_SCALES[1], "h_scale": BOX_SCALES[2],
-             "w_scale": BOX_SCALES[3], "num_classes": num_classes}
-    parts = ['name: "TFLite_Detection_PostProcess"']
-    for key, value in attrs.items():
-        if isinstance(value, bool):
-            field = f"b: {str(value).lower()}"
-        elif isinstance(value, int):
-            field = f"i: {value}"
-        else:
-            field = f"f: {value:f}"
-        parts.append(f'attr {{ key: "{key}" value {{ {field} }} }}')
-    return " ".join(parts)
-
-
-def postprocess_function(num_classes: int):
-    """The composite: (box_encodings [1, A, 4], class_scores [1, A, C], anchors [A, 4]) -> (boxes [1, D, 4]
-    ymin/xmin/ymax/xmax normalised, classes [1, D], scores [1, D], num_detections [1]), float32, zero-padded:
-    the op's outputs in the op's order. Its body does what the op does with use_regular_nms false: the best
-    class per anchor, one class-agnostic NMS."""
-    import tensorflow as tf
-
-    limit = POSTPROCESS["max_detections"]
-    sy, sx, sh, sw = BOX_SCALES
-
-    @tf.function(experimental_implements=implements_signature(num_classes))
-    def detection_postprocess(box_encodings, class_scores, anchor_boxes):
-        codes, ya, xa = box_encodings[0], anchor_boxes[:, 0], anchor_boxes[:, 1]
-        ha, wa = anchor_boxes[:, 2], anchor_boxes[:, 3]
-        yc, xc = codes[:, 0] / sy * ha + ya, codes[:, 1] / sx * wa + xa
-        h, w = tf.exp(codes[:, 2] / sh) * ha, tf.exp(codes[:, 3] / sw) * wa
-        boxes = tf.stack([yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2], -1)
-        scores = tf.reduce_max(class_scores[0], -1)
-        classes = tf.cast(tf.argmax(class_scores[0], -1), tf.float32)
-        keep = tf.image.non_max_suppression(boxes, scores, limit, POSTPROCESS["nms_iou_threshold"],
-                                            POSTPROCESS["nms_score_threshold"])
-        found = tf.shape(keep)[0]
-        pad = [[0, limit - found]]
-        out_boxes = tf.pad(tf.gather(boxes, keep), [[0, limit - found], [0, 0]])
-        out_classes = tf.pad(tf.gather(classes, keep), pad)
-        out_scores = tf.pad(tf.gather(scores, keep), pad)
-        return (out_boxes[None], out_classes[None], out_scores[None],
-                tf.cast(found, tf.float32)[None])
-
-    return detection_postprocess
+def postprocess_attributes() -> dict:
+    """The TFLite_Detection_PostProcess attributes of this detector (tfedge.convert.detection.ATTRIBUTES)."""
+    return {**POSTPROCESS, "y_scale": BOX_SCALES[0], "x_scale": BOX_SCALES[1], "h_scale": BOX_SCALES[2],
+            "w_scale": BOX_SCALES[3], "num_classes": NUM_CLASSES}
 
 
 def export(network, out: Path) -> None:
@@ -224,12 +180,14 @@ def export(network, out: Path) -> None:
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+    from tfedge.convert.detection import postprocess_composite
+
     spec = tf.TensorSpec([1, scene_data.SIZE, scene_data.SIZE, 3], tf.float32, name="image")
     frozen = convert_variables_to_constants_v2(
         tf.function(lambda image: network(image, training=False)).get_concrete_function(spec))
     module = tf.Module()
     module.anchors = tf.constant(anchors())
-    module.postprocess = postprocess_function(NUM_CLASSES)
+    module.postprocess = postprocess_composite(postprocess_attributes())
 
     @tf.function(input_signature=[spec])
     def serve(image):

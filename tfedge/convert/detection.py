@@ -108,6 +108,59 @@ def finalize_detector(source, model_bytes: bytes) -> bytes:
     return model_bytes
 
 
+# The op's attributes, in the order the OD API writes them (export_tflite_graph_lib_tf2.py).
+ATTRIBUTES = ("max_detections", "max_classes_per_detection", "use_regular_nms", "nms_score_threshold",
+              "nms_iou_threshold", "y_scale", "x_scale", "h_scale", "w_scale", "num_classes")
+
+
+def implements_signature(attrs: dict) -> str:
+    """`experimental_implements` text for the op: the NameAttrList the converter's composite fusion parses."""
+    parts = [f'name: "{POSTPROCESS_OP}"']
+    for key in ATTRIBUTES:
+        value = attrs[key]
+        if isinstance(value, bool):
+            field = f"b: {str(value).lower()}"
+        elif isinstance(value, int):
+            field = f"i: {value}"
+        else:
+            field = f"f: {float(value):f}"
+        parts.append(f'attr {{ key: "{key}" value {{ {field} }} }}')
+    return " ".join(parts)
+
+
+def postprocess_composite(attrs: dict):
+    """The composite for a detector's export: (box_encodings [1, A, 4] as (ty, tx, th, tw), class_scores
+    [1, A, C], anchors [A, 4] as (ycenter, xcenter, h, w), normalised) -> (boxes [1, D, 4] ymin/xmin/ymax/xmax
+    normalised, classes [1, D], scores [1, D], num_detections [1]), float32, zero-padded: the op's outputs in the
+    op's order. Unlike the OD API's empty stand-in, the body does what the op does with use_regular_nms false
+    (the best class per anchor, one class-agnostic NMS), so the exported model detects in TensorFlow too and
+    verification compares like with like."""
+    from ..tf_loader import tensorflow
+
+    tf = tensorflow()
+    if attrs["use_regular_nms"] or attrs["max_classes_per_detection"] != 1:
+        raise ValueError("the composite's TensorFlow body implements the fast NMS only (use_regular_nms false, "
+                         "max_classes_per_detection 1)")
+    limit = attrs["max_detections"]
+    scales = [attrs[key] for key in ("y_scale", "x_scale", "h_scale", "w_scale")]
+
+    @tf.function(experimental_implements=implements_signature(attrs))
+    def detection_postprocess(box_encodings, class_scores, anchors):
+        codes, ya, xa, ha, wa = box_encodings[0], anchors[:, 0], anchors[:, 1], anchors[:, 2], anchors[:, 3]
+        yc, xc = codes[:, 0] / scales[0] * ha + ya, codes[:, 1] / scales[1] * wa + xa
+        h, w = tf.exp(codes[:, 2] / scales[2]) * ha, tf.exp(codes[:, 3] / scales[3]) * wa
+        boxes = tf.stack([yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2], -1)
+        scores = tf.reduce_max(class_scores[0], -1)
+        classes = tf.cast(tf.argmax(class_scores[0], -1), tf.float32)
+        keep = tf.image.non_max_suppression(boxes, scores, limit, attrs["nms_iou_threshold"],
+                                            attrs["nms_score_threshold"])
+        pad = [[0, limit - tf.shape(keep)[0]]]
+        return (tf.pad(tf.gather(boxes, keep), pad + [[0, 0]])[None], tf.pad(tf.gather(classes, keep), pad)[None],
+                tf.pad(tf.gather(scores, keep), pad)[None], tf.cast(tf.shape(keep)[0], tf.float32)[None])
+
+    return detection_postprocess
+
+
 # Verification compares detections, not padded output lists: below a few percent the op's scores are near-ties
 # whose order TensorFlow and LiteRT may swap, which moves every later slot of the lists.
 CONFIDENT = 0.5  # the source's detections compared: those scoring at least this
