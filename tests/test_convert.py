@@ -91,7 +91,7 @@ def test_manifest_describes_the_model(digits_int8, digits_dir):
     assert manifest["mode"] == "int8" and manifest["io_type"] == "int8"
     assert manifest["labels"] == [str(i) for i in range(10)]
     assert manifest["preprocess"]["image"] == {"height": 8, "width": 8, "channels": 1, "preset": "unit",
-                                               "resize": "bilinear"}
+                                               "resize": "bilinear", "fit": "stretch"}
     assert manifest["inputs"][0]["dtype"] == "int8" and manifest["inputs"][0]["scale"] > 0
     assert manifest["source"]["kind"] == "keras" and len(manifest["source"]["sha256"]) == 64
     assert manifest["verification"]["samples"] == 50

@@ -417,6 +417,20 @@ def test_mediapipe_face_detector_finds_the_astronauts_face(astronaut, tfedge_run
     assert len(expected) == 1 and loop_iou(data["results"][0]["objects"][0]["box"], ASTRONAUT_FACE) > 0.7
 
 
+def test_detect_pixels_equals_detect_on_the_file(models, images):
+    """An image held in memory (the host's evaluation path) gives the file's objects; a float array is refused."""
+    from PIL import Image
+    from tfedge_device.detect import Detector
+    from tfedge_device.errors import BadInput
+
+    detector = Detector(models["e2e"])
+    from_file = detector.detect(images[1]).objects
+    in_memory = detector.detect_pixels(np.asarray(Image.open(images[1]).convert("RGB"))).objects
+    assert len(from_file) == 2 and in_memory == from_file
+    with pytest.raises(BadInput, match="uint8"):
+        detector.detect_pixels(np.zeros((20, 30, 3), np.float32))
+
+
 # -- labels, drawing, the pycoral output ----------------------------------------------------------------
 def test_coco_style_labels_with_gaps_and_pycoral_text_output(models, images, tfedge_run, tmp_path):
     labels = tmp_path / "labels.txt"
@@ -460,6 +474,17 @@ def test_nms_equals_the_greedy_loop_on_random_boxes():
         threshold = float(rng.choice([0.3, 0.45, 0.7]))
         want = loop_nms(boxes.tolist(), scores.tolist(), classes.tolist(), threshold)
         assert nms(boxes, scores, classes, threshold, max_detections=10**6).tolist() == want, trial
+    # crowds: jittered copies of a few large boxes (their pairs grow as n^2, so greedy steps thin them first)
+    from tfedge_device import nms as nms_module
+
+    for trial in range(3):
+        centres = rng.uniform(100, 300, (4, 2))[rng.integers(0, 4, 700)] + rng.normal(0, 3, (700, 2))
+        sizes = rng.uniform(150, 250, (4, 2))[rng.integers(0, 4, 700)] * rng.uniform(0.9, 1.1, (700, 2))
+        crowd = np.concatenate([centres - sizes / 2, centres + sizes / 2], 1).astype(np.float32)
+        scores = rng.random(700).astype(np.float32)
+        assert nms_module._sweep(crowd, 0.45)[3][-1] > nms_module._pair_budget(700)  # the greedy path is taken
+        want = loop_nms(crowd.tolist(), scores.tolist(), [0] * 700, 0.45)
+        assert nms(crowd, scores, None, 0.45, max_detections=10**6).tolist() == want, trial
     # a suppression chain: each box overlaps the next; greedy keeps every other one
     chain = np.array([[i * 3.0, 0, i * 3.0 + 10, 10] for i in range(12)], np.float32)  # IoU 7/13 with the next
     chain_scores = np.linspace(1, 0.5, 12).astype(np.float32)

@@ -80,10 +80,6 @@ class Detected:
     inference_ms: list = field(default_factory=list)
     decode_ms: float = 0.0
 
-    @property
-    def name(self) -> str:
-        return self.image
-
     def to_dict(self) -> dict:
         return {"image": self.image, "size": list(self.size), "objects": [o.to_dict() for o in self.objects],
                 "preprocess_ms": round(self.preprocess_ms, 3),

@@ -35,7 +35,8 @@ from tfedge_device.manifest import read_manifest, write_manifest
 from tfedge_device.model import needs_edgetpu, read_model_bytes
 
 from ..errors import BadInput, EnvironmentMissing
-from .check import OpVerdict, check, summarize
+from .check import OpVerdict, check, cpu_op_counts, log_name, summarize
+from .rules import COMPILER_VERSIONS, DEFAULT_COMPILER, EDGETPU_CUSTOM_OP
 
 COMPILER = "edgetpu_compiler"
 INSTALL_HINT = ("it runs on x86-64 Debian/Ubuntu only: add Coral's apt repository (packages.cloud.google.com/apt "
@@ -106,6 +107,24 @@ def parse_operation_table(text: str) -> list:
     return rows
 
 
+def parse_log(text: str) -> dict:
+    """A `NAME_edgetpu.log` (version line, Input:/Output: lines, operator table) -> {compiler_version, input,
+    output, rows: [OpVerdict]}; the same fields from the compiler's stdout when given that."""
+    log = {"compiler_version": parse_summary(text).get("compiler_version")}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("Input", "Output") and key.strip().lower() not in log:
+            log[key.strip().lower()] = value.strip()
+    log["rows"] = parse_operation_table(text)
+    return log
+
+
+def compiler_major(version: str | None) -> int | None:
+    """'16.0.384591198' -> 16."""
+    head = (version or "").split(".", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
 def find_compiler(explicit: str | None) -> str:
     if explicit:
         path = Path(explicit).expanduser()
@@ -118,7 +137,15 @@ def find_compiler(explicit: str | None) -> str:
     return found
 
 
+# The compiler's own words for a refused model, preferred over its last line ("Model could not be parsed").
+_REFUSAL_LINES = ("Didn't find op for builtin opcode", "Model not quantized", "Compilation failed")
+
+
 def _last_line(*texts: str) -> str:
+    for text in texts:
+        refusal = [line.strip() for line in (text or "").splitlines() if any(r in line for r in _REFUSAL_LINES)]
+        if refusal:
+            return refusal[0][:300]
     for text in texts:
         lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
         if lines:
@@ -181,7 +208,6 @@ def compile_model(model: str | Path, out_dir: str | Path | None = None, num_segm
     if timeout <= 0:
         raise BadInput("--timeout must be positive")
     executable = find_compiler(compiler)
-    prediction = check(model)
     with tempfile.TemporaryDirectory(prefix=".edgetpu-", dir=out_dir) as work:
         work = Path(work)
         passed = [*(["--min_runtime_version", str(min_runtime_version)] if min_runtime_version else []),
@@ -213,8 +239,38 @@ def compile_model(model: str | Path, out_dir: str | Path | None = None, num_segm
         on_tpu = summary.get("ops_on_tpu", total if "ops_on_cpu" not in summary else total - summary["ops_on_cpu"])
         report.update(ops_total=total, ops_on_tpu=on_tpu, ops_on_cpu=total - on_tpu, fully_mapped=on_tpu == total,
                       share_ops_on_tpu=round(on_tpu / total, 4) if total else 0.0)
+    major = compiler_major(summary.get("compiler_version"))
+    return with_prediction(report, check(model, major if major in COMPILER_VERSIONS else DEFAULT_COMPILER),
+                           placement_known=bool(rows) or "ops_total" in summary)
+
+
+def with_prediction(report: dict, prediction: dict, placement_known: bool = True) -> dict:
+    """The compiler's report with the pre-check's prediction beside it and whether they agree: the same ops (by
+    name and count) on the CPU. None when the compiler's output said nothing about placement."""
     report["prediction"] = {k: prediction[k] for k in ("fully_mapped", "tpu_subgraphs", "ops_on_tpu", "ops_total",
-                                                        "share_ops_on_tpu", "share_macs_on_tpu")}
-    report["agrees_with_prediction"] = (report["ops_on_tpu"] == prediction["ops_on_tpu"]
-                                        and report["tpu_subgraphs"] == prediction["tpu_subgraphs"])
+                                                        "share_ops_on_tpu", "share_macs_on_tpu", "compiler_version",
+                                                        "ops_uncertain")}
+    report["prediction"]["cpu_ops"] = cpu_op_counts(prediction)
+    same_cpu_ops = cpu_op_counts(report) == cpu_op_counts(prediction) if report["ops"] else True
+    report["agrees_with_prediction"] = (same_cpu_ops and report["ops_on_tpu"] == prediction["ops_on_tpu"]
+                                        and report["tpu_subgraphs"] == prediction["tpu_subgraphs"]
+                                        if placement_known else None)
     return report
+
+
+def cpu_ops_from_log(text: str) -> dict:
+    """{op: count} the compiler's operation log (or stdout table) puts on the CPU."""
+    rows = parse_operation_table(text)
+    return cpu_op_counts({"ops": [row.to_dict() for row in rows]})
+
+
+def cpu_ops_from_compiled(path: str | Path) -> dict:
+    """{op: count} left outside `edgetpu-custom-op` in a compiled `*_edgetpu.tflite`: the ops on the CPU (named
+    as the compiler's log names them)."""
+    from ..analysis.graph import read_graph
+
+    counts = {}
+    for op in read_graph(path).ops:
+        if op.name != EDGETPU_CUSTOM_OP:
+            counts[log_name(op)] = counts.get(log_name(op), 0) + 1
+    return counts

@@ -78,13 +78,16 @@ def build_edgetpu(source, samples, context, request) -> bytes:
                        hint="replace the op in the source model (see docs/edgetpu.md), or use --quant int8 "
                             "for a CPU-only model")
     cpu_ops = [op for op in report["ops"] if not op["on_tpu"] and op["op"] not in rules.CPU_BY_DESIGN]
-    if not report["fully_mapped"] and not cpu_ops:
+    if report["refusal"]:
+        log.warning("Edge TPU pre-check: edgetpu_compiler %d would refuse this model: %s. Details: tfedge edgetpu "
+                    "check %s", report["compiler_version"], report["refusal"]["message"], request.output)
+    elif not report["fully_mapped"] and not cpu_ops:
         log.info("Edge TPU pre-check: the whole network predicted on the TPU; on the CPU by design: %s",
                  ", ".join(sorted({op["op"] for op in report["ops"] if not op["on_tpu"]})))
     elif not report["fully_mapped"]:
         first = report["first_cpu_op"]
         log.warning("Edge TPU pre-check: %d of %d ops (%.0f %% of MACs) predicted on the TPU; op #%d %s and the "
-                    "ops after it run on the CPU: %s. Details: tfedge edgetpu check %s",
+                    "ops that depend on it run on the CPU: %s. Details: tfedge edgetpu check %s",
                     report["ops_on_tpu"], report["ops_total"], 100 * (report["share_macs_on_tpu"] or 0),
                     first["index"], first["op"], first["status"], request.output)
     context.options["report"] = {"edgetpu_check": compact(report)}
