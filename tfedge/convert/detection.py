@@ -7,11 +7,11 @@ converter fuses into the op. Three things keep that op alive and the network on 
     then sees its body, or nothing when the body is the OD API's empty stand-in);
   * with integer quantization the op's outputs stay float32 (they are boxes and scores, not activations);
   * the TF 2.21 quantizer puts a DEQUANTIZE in front of each quantized input of the op (it has no int8 spec for
-    custom ops). The op's kernel reads int8 and uint8 box encodings and scores itself
-    (tensorflow/lite/kernels/detection_postprocess.cc, DequantizeBoxEncodings / DequantizeClassPredictions),
-    and a DEQUANTIZE between the network's ops ends the Edge TPU subgraph there (coral.ai/docs/edgetpu/
-    models-intro#compiling) — so `bypass_dequantize` wires the int8 tensors straight into the op, as in
-    Coral's own SSD models.
+    custom ops), and the Edge TPU runs no DEQUANTIZE (the pre-check: 17 of 20 ops on the TPU). The op's kernel
+    (tensorflow/lite/kernels/detection_postprocess.cc) dequantizes uint8 box encodings, scores and anchors
+    itself, but not int8 ones (measured: "failed to invoke"), so `requantize_postprocess_inputs` turns each such
+    DEQUANTIZE into a QUANTIZE int8 -> uint8 (which the Edge TPU maps) and the anchors into uint8: the layout
+    of Coral's own SSD models, with only the op on the CPU.
 """
 
 from __future__ import annotations
