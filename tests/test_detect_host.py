@@ -14,7 +14,7 @@ from conftest import ROOT, assert_clean_error
 
 DETECT = ROOT / "models" / "detect"
 sys.path.insert(0, str(DETECT))
-import scenes  # noqa: E402  (models/detect/scenes.py: the scene generator beside the model)
+import scenes  # models/detect/scenes.py: the scene generator beside the model
 
 POSTPROCESS = "TFLite_Detection_PostProcess"
 HELD_OUT = 120  # scenes; the full 500-scene figures are in docs/detection.md

@@ -100,7 +100,7 @@ def compose(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, ba
     boxes, classes = [], []
     for _ in range(int(rng.integers(1, MAX_DIGITS + 1))):
         index = int(rng.integers(len(digits)))
-        side = int(round(8 * rng.uniform(*SCALE_RANGE)))
+        side = round(8 * rng.uniform(*SCALE_RANGE))
         alpha = np.clip(_resize(digits[index], side, side), 0.0, 1.0)
         rows = np.flatnonzero((alpha > STROKE_THRESHOLD).any(1))
         cols = np.flatnonzero((alpha > STROKE_THRESHOLD).any(0))

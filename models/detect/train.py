@@ -30,7 +30,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import scenes as scene_data  # noqa: E402  (beside this file, like the digits model's own script)
+import scenes as scene_data  # beside this file, like the digits model's own script
 
 SEED = 0
 NUM_CLASSES = len(scene_data.CLASSES)

@@ -101,8 +101,9 @@ def print_result(result: dict) -> None:
         if figures["top1_agreement"] is not None:
             rows.append(("top-1 agreement", f"{figures['top1_agreement'] * 100:.1f} %"))
         if figures.get("detection_agreement") is not None:
-            rows.append(("detections found", f"{figures['detection_agreement'] * 100:.1f} % of "
-                         f"{figures['detections_compared']}, box IoU {figures['box_iou_mean']:.3f}"))
+            found = (f"{figures['detection_agreement'] * 100:.1f} % of {figures['detections_compared']}, "
+                     f"box IoU {figures['box_iou_mean']:.3f}")
+            rows.append(("detections found", found))
         if figures["cosine_mean"] is not None:
             rows += [
                 ("cosine mean/min", f"{figures['cosine_mean']:.5f} / {figures['cosine_min']:.5f}"),
