@@ -115,3 +115,10 @@ def test_eval_detection_on_the_source_is_bad_input(tfedge, scene_dirs):
 def test_eval_detection_without_ground_truth_is_bad_input(tfedge, converted, tmp_path):
     result = tfedge("eval", converted["int8"], "--task", "detection", "--data", tmp_path)
     assert_clean_error(result, 2, "annotations.json")
+
+
+def test_requantize_leaves_a_model_without_the_op_as_it_is(digits_int8):
+    from tfedge.convert.detection import requantize_postprocess_inputs
+
+    data = digits_int8.read_bytes()
+    assert requantize_postprocess_inputs(data) == (data, 0)

@@ -93,16 +93,20 @@ def composite_function(model, size: int):
 
     frozen = convert_variables_to_constants_v2(tf.function(network).get_concrete_function(spec))
     composite = postprocess_composite({"max_detections": 100, "max_classes_per_detection": 1,
-                                       "use_regular_nms": False, "nms_score_threshold": 0.05,
+                                       "use_regular_nms": False, "nms_score_threshold": 0.0,
                                        "nms_iou_threshold": 0.5, "y_scale": 1.0, "x_scale": 1.0, "h_scale": 1.0,
                                        "w_scale": 1.0, "num_classes": model.num_classes})
+
+    module = tf.Module()  # the converter's trackable: without one it takes its deprecated path, which freezes
+    module.anchors = tf.constant(anchors)  # the function and inlines the composite (NMS builtins, no op)
 
     @tf.function(input_signature=[spec])
     def serve(image):
         encodings, scores = frozen(image)
-        return composite(encodings, scores, tf.constant(anchors))
+        return composite(encodings, scores, module.anchors)
 
-    return serve.get_concrete_function(), anchors
+    module.serve = serve
+    return serve.get_concrete_function(), module
 
 
 def keras_hub_boxes(model, image):
@@ -130,7 +134,7 @@ def composite_rows(model, size: int, quants=("float32", "int8")) -> list[dict]:
     from tfedge.convert.detection import requantize_postprocess_inputs
     from tfedge.edgetpu.check import check_graph
 
-    concrete, _ = composite_function(model, size)
+    concrete, module = composite_function(model, size)
     rng = np.random.default_rng(1)
     image = rng.uniform(0, 1, (1, size, size, 3)).astype(np.float32)
     reference = keras_hub_boxes(model, image)
@@ -140,7 +144,7 @@ def composite_rows(model, size: int, quants=("float32", "int8")) -> list[dict]:
         row = {"graph": "network + TFLite_Detection_PostProcess", "quant": quant, "builtins_int8_only": quant == "int8",
                "frozen": "network only"}
         try:
-            converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+            converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
             if quant == "int8":
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]
                 converter.representative_dataset = lambda: (
@@ -167,7 +171,9 @@ def composite_rows(model, size: int, quants=("float32", "int8")) -> list[dict]:
                        boxes=count, max_gap_to_keras_hub_box=round(max(gaps), 5) if gaps else None,
                        edgetpu={"ops_on_tpu": report["ops_on_tpu"], "ops_total": report["ops_total"],
                                 "subgraphs": report["tpu_subgraphs"],
-                                "cpu_ops": sorted({op["op"] for op in report["ops"] if not op["on_tpu"]})})
+                                "cpu_ops": sorted({op["op"] for op in report["ops"] if not op["on_tpu"]}),
+                                "first_cpu_op": {k: (report["first_cpu_op"] or {}).get(k)
+                                                 for k in ("index", "op", "status", "reasons")}})
         except Exception as err:  # noqa: BLE001 - every converter failure is a row of the table
             row.update(ok=False, error=f"{type(err).__name__}: {first_error(str(err))}")
         row["seconds"] = round(time.perf_counter() - started, 1)
