@@ -32,7 +32,8 @@ input_shape_option = click.option(
     help="Fix an input's shape, e.g. 1,224,224,3 (repeat per input, in order; '-' keeps one).")
 signature_option = click.option("--signature", help="SavedModel signature (default: serving_default).")
 weights_option = click.option("--weights", help="keras-app: weights file, or 'none' for random weights.")
-task_option = click.option("--task", help="hf: sources: sentence-embedding or sequence-classification.")
+task_option = click.option("--task", help="hf: sources: sentence-embedding or sequence-classification; "
+                                           "eval: detection (COCO mAP of a detector).")
 seq_len_option = click.option("--seq-len", type=click.IntRange(2), help="hf: sources: sequence length (as converted).")
 num_labels_option = click.option("--num-labels", type=click.IntRange(2),
                                  help="hf: sequence-classification: classes of the head (default: config.json's "
