@@ -77,9 +77,11 @@ def test_savedmodel_outputs_paired_by_name(mode, detector, tmp_path):
     signature = tf.saved_model.load(str(source)).signatures["serving_default"]
     declared = list(signature.structured_outputs)
     in_tflite = [spec.key for spec in model.outputs]
-    # the premise: position pairs nothing here (the three orders differ from one another)
+    # the premise: pairing by position would be wrong here. The source's order (a SavedModel's sorted keys) is
+    # not the .tflite's; the signature's declared order is not stable across processes (seen: both
+    # ['scores', 'label', 'boxes'] and ['boxes', 'scores', 'label']), so it is not part of the premise.
     assert sorted(declared) == sorted(in_tflite) == ["boxes", "label", "scores"]
-    assert len({tuple(declared), tuple(sorted(declared)), tuple(in_tflite)}) == 3, (declared, in_tflite)
+    assert in_tflite != sorted(in_tflite), in_tflite
     assert [spec.key for spec in model.inputs] != ["alpha", "zeta"], "inputs should differ from sorted order too"
 
     manifest = json.loads(out.with_suffix(".json").read_text())

@@ -60,7 +60,6 @@ class SourceModel:
         self.task = "generic"
         self.extra_files: dict[str, Path] = {}  # e.g. tokenizer files copied beside the model
         self.extra_manifest: dict = {}
-        self.output_names: list[str] | None = None  # names of the outputs, in `_call`'s order, when they have names
         self.inputs = [self._fix(name, shape, dtype, i, options) for i, (name, shape, dtype) in enumerate(raw_inputs)]
         self._concrete = None
         self._output_names: list[str] | None = None
@@ -266,7 +265,7 @@ class SavedModelSource(SourceModel):
         self.input_keys = sorted(specs)
         raw = [(key, tuple(specs[key].shape), specs[key].dtype.name) for key in self.input_keys]
         super().__init__(location, sha256, raw, options)
-        self.output_names = sorted(self.signature.structured_outputs)
+        self._output_names = sorted(self.signature.structured_outputs)  # _call's dict order, known untraced
         from tfedge_device.detect import TASK
 
         from .detection import detection_attributes
