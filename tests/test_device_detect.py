@@ -398,8 +398,7 @@ def astronaut(tmp_path_factory):
 
 
 def test_mediapipe_face_detector_finds_the_astronauts_face(astronaut, tfedge_run):
-    if not MEDIAPIPE_FACE.exists():
-        pytest.fail(f"{MEDIAPIPE_FACE} is missing: tools/setup fetches it (models/thirdparty.json)")
+    assert MEDIAPIPE_FACE.exists(), f"{MEDIAPIPE_FACE} is fetched by tools/setup (models/thirdparty.json)"
     data = detect_json(tfedge_run, MEDIAPIPE_FACE, astronaut, "-t", "0.5")
     assert data["layout"]["layout"] == "mediapipe-ssd"
     assert data["preprocess"]["preset"] == "mobilenet" and data["preprocess"]["fit"] == "letterbox"

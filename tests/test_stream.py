@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 
+import cv2  # opencv-python-headless: the device's stream extra, which tools/setup installs
 import numpy as np
 import pytest
 from conftest import assert_clean_error
-
-cv2 = pytest.importorskip("cv2", reason="opencv-python-headless is the stream extra tools/setup installs")
 
 FRAMES = 24
 

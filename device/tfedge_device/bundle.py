@@ -274,8 +274,9 @@ def save_arrays(path: Path, arrays, prefix: str) -> None:
 
 def load_arrays(path: Path, specs=None, names=None) -> list:
     """A stored sample's arrays, in stored order; with `specs` (a Model's inputs or outputs) and `names` (the
-    stored arrays' tensor names, from bundle.json), in the specs' order, paired by name (TensorSpec.key):
-    the variants of a bundle may order their tensors differently."""
+    stored arrays' names, from bundle.json: {"name": tensor name, "signature_name": ...} each), in the specs'
+    order, paired by signature name, or by tensor name for a variant without a SignatureDef: the variants of a
+    bundle may order their tensors differently."""
     import numpy as np
 
     try:
@@ -286,10 +287,19 @@ def load_arrays(path: Path, specs=None, names=None) -> list:
         raise BadInput(f"bundle sample {path.name} is not readable: {err}") from None
     if specs is None or not names or len(specs) < 2:
         return arrays
-    if len(names) != len(arrays) or sorted(names) != sorted(spec.key for spec in specs):
-        raise BadInput(f"bundle sample {path.name} holds {list(names)}, which do not name the model's tensors "
-                       f"{[spec.key for spec in specs]}")
-    return [arrays[list(names).index(spec.key)] for spec in specs]
+    stored = [(entry.get("signature_name"), entry.get("name")) for entry in names]
+
+    def position(spec) -> int | None:
+        found = [i for i, (signature_name, name) in enumerate(stored)
+                 if (signature_name == spec.signature_name if spec.signature_name and signature_name
+                     else name == spec.name)]
+        return found[0] if len(found) == 1 else None
+
+    picks = [position(spec) for spec in specs]
+    if len(stored) != len(arrays) or None in picks or len(set(picks)) != len(picks):
+        raise BadInput(f"bundle sample {path.name} holds {[s or n for s, n in stored]}, which do not name the "
+                       f"model's tensors {[spec.key for spec in specs]}")
+    return [arrays[i] for i in picks]
 
 
 def compare_sample(outputs, expected, specs, variant: str) -> dict:

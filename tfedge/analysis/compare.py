@@ -125,6 +125,16 @@ def _measure_accuracy(row: Row, variant, data, preset, limit, reference_variant)
     if data is None:
         row.set("accuracy", None, "no --data given")
         return
+    from tfedge_device.detect import TASK as DETECTION_TASK
+
+    if variant.kind == "tflite" and variant.task == DETECTION_TASK:  # a detector's accuracy is its mAP@0.5
+        from .detection_eval import evaluate_detection
+
+        result = evaluate_detection(variant.spec, data, limit=limit)
+        row.details["eval"] = {k: v for k, v in result.items() if k != "model"}
+        row.details["metric"] = "mAP@0.5"
+        row.set("accuracy", result["map_50"])
+        return
     result = evaluate(variant, data, reference=reference_variant, preset=preset, limit=limit)
     row.details["eval"] = {k: v for k, v in result.items() if k != "model"}
     if result["top1"] is not None:

@@ -46,11 +46,14 @@ def format_value(key: str, kind: str, row: dict, metric: str | None) -> str:
     return kind.format(value)
 
 
+METRIC_HEADINGS = {"top-1": "Top-1", "cosine": "Cosine", "mAP@0.5": "mAP@0.5"}
+
+
 def table_cells(result: dict) -> tuple[list[str], list[list[str]], list[str]]:
     """(headings, rows of cells, footnotes) shared by the Markdown and HTML writers."""
     metric = result.get("metric")
     headings = ["Variant", "Mode"] + [
-        f"{'Top-1' if metric == 'top-1' else 'Cosine' if metric == 'cosine' else heading}"
+        f"{METRIC_HEADINGS.get(metric, heading)}"
         if key == "accuracy" else heading for key, heading, _ in COLUMNS]
     notes: list[str] = []
     rows = []
@@ -109,7 +112,7 @@ def plots(result: dict) -> dict[str, str]:
     images = {}
     figure, axes = plt.subplots(figsize=(6, 4))
     points = [r for r in rows if r.get("latency_p50_ms") is not None and r.get("accuracy") is not None]
-    percent = result.get("metric") == "top-1"
+    percent = result.get("metric") in ("top-1", "mAP@0.5")
     for row in points:  # a legend, not annotations: close points would overlap their labels
         axes.scatter(row["latency_p50_ms"], row["accuracy"] * (100 if percent else 1), s=60, label=row["name"])
     metric = result.get("metric") or "accuracy"

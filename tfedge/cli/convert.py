@@ -106,9 +106,15 @@ def print_result(result: dict) -> None:
         rows.append(("samples", split_wording(figures)))
         if figures["top1_agreement"] is not None:
             rows.append(("top-1 agreement", f"{figures['top1_agreement'] * 100:.1f} %"))
+        if figures.get("detection_agreement") is not None:
+            found = (f"{figures['detection_agreement'] * 100:.1f} % of {figures['detections_compared']}, "
+                     f"box IoU {figures['box_iou_mean']:.3f}")
+            rows.append(("detections found", found))
         if figures["cosine_mean"] is not None:
-            rows.append(("cosine mean/min", f"{figures['cosine_mean']:.5f} / {figures['cosine_min']:.5f}"))
-        rows.append(("max abs error", f"{figures['max_abs_error']:.3g}"))
+            rows += [
+                ("cosine mean/min", f"{figures['cosine_mean']:.5f} / {figures['cosine_min']:.5f}"),
+                ("max abs error", f"{figures['max_abs_error']:.3g}"),
+            ]
     for name, entry in (figures.get("outputs") or {}).items() if len(figures.get("outputs") or {}) > 1 else ():
         rows.append((f"  output {name}", output_wording(entry)))
     click.echo(table(rows))

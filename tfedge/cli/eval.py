@@ -35,11 +35,16 @@ def percent(value) -> str:
 @seq_len_option
 @json_option
 def evaluate(model, data, reference, preprocess, limit, threads, weights, task, seq_len, as_json):
-    """Accuracy of MODEL on DATA: top-1/top-5 or cosine.
+    """Accuracy of MODEL on DATA: top-1/top-5 or cosine; with --task detection, COCO mAP.
 
     MODEL: a .tflite file, or a SOURCE (model.keras, SavedModel dir, keras-app:NAME, hf:DIR)
     run in TensorFlow.
     """
+    if task == "detection":
+        from ..analysis.detection_eval import evaluate_detection
+
+        emit(evaluate_detection(model, data, limit=limit, threads=threads), as_json, print_detection)
+        return
     from ..analysis.evaluate import evaluate as run
     from ..convert.sources import LoadOptions
 
@@ -59,3 +64,10 @@ def print_result(result: dict) -> None:
         rows.append(("top-1 agreement", percent(result["top1_agreement"])))
     rows.append(("time", f"{result['seconds']:.2f} s for {result['samples']} samples"))
     click.echo(table(rows))
+
+
+def print_detection(result: dict) -> None:
+    click.echo(table([("model", f"{result['model']} ({result['layout']['layout']})"), ("data", result["data"]),
+                      ("mAP@0.5", percent(result["map_50"])), ("mAP@0.5:0.95", percent(result["map_50_95"])),
+                      ("objects / detections", f"{result['objects']} / {result['detections']}"),
+                      ("time", f"{result['seconds']:.2f} s for {result['samples']} images")]))

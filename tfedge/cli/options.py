@@ -33,7 +33,8 @@ input_shape_option = click.option(
     help="Fix an input's shape, e.g. 1,224,224,3 (repeat per input, in order; '-' keeps one).")
 signature_option = click.option("--signature", help="SavedModel signature (default: serving_default).")
 weights_option = click.option("--weights", help="keras-app: weights file, or 'none' for random weights.")
-task_option = click.option("--task", help="hf: sources: sentence-embedding or sequence-classification.")
+task_option = click.option("--task", help="hf: sources: sentence-embedding or sequence-classification; "
+                                           "eval: detection (COCO mAP of a detector).")
 
 
 def sequence_length_option(help_text: str, default: int | None = None):

@@ -195,6 +195,9 @@ def convert(request: ConvertRequest) -> dict:
     else:
         converter = source.converter()
         mode.configure(converter, context)
+        adjust = getattr(source, "adjust_converter", None)  # e.g. detectors: float outputs after the NMS op
+        if adjust is not None:
+            adjust(converter, mode)
         model_bytes = run_converter(converter, Path(source.location).name, context)
     finalize = getattr(source, "finalize_model", None)  # e.g. text models: default sequence length
     if finalize is not None:

@@ -265,7 +265,16 @@ class SavedModelSource(SourceModel):
         self.input_keys = sorted(specs)
         raw = [(key, tuple(specs[key].shape), specs[key].dtype.name) for key in self.input_keys]
         super().__init__(location, sha256, raw, options)
-        if self.is_image:
+        self._output_names = sorted(self.signature.structured_outputs)  # _call's dict order, known untraced
+        from tfedge_device.detect import TASK
+
+        from .detection import detection_attributes
+
+        self.detection = detection_attributes(self)  # an SSD with the TFLite_Detection_PostProcess composite
+        if self.detection is not None:
+            self.task = TASK
+            self.extra_manifest["detection"] = self.detection
+        elif self.is_image:
             outputs = self.signature.structured_outputs
             if len(outputs) == 1 and len(next(iter(outputs.values())).shape) == 2:
                 self.task = "image-classification"
@@ -276,6 +285,26 @@ class SavedModelSource(SourceModel):
 
     def _trackable(self):
         return self.loaded
+
+    def converter(self):
+        if self.detection is None:
+            return super().converter()
+        from .detection import saved_model_converter
+
+        return saved_model_converter(self)
+
+    def adjust_converter(self, converter, mode) -> None:
+        if self.detection is not None:
+            from .detection import keep_float_outputs
+
+            keep_float_outputs(converter, mode)
+
+    def finalize_model(self, model_bytes: bytes) -> bytes:
+        if self.detection is None:
+            return model_bytes
+        from .detection import finalize_detector
+
+        return finalize_detector(self, model_bytes)
 
 
 def load_saved_model(path: Path, options: LoadOptions) -> SourceModel:

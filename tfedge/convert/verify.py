@@ -86,8 +86,14 @@ def run_paired(source: SourceModel, model: Model, samples) -> tuple[list, list]:
 def verify(source: SourceModel, model: Model, samples) -> dict:
     """Run source (TensorFlow) and model (device runtime) on every sample and compare."""
     references, candidates = run_paired(source, model, samples)
-    figures = compare_outputs(references, candidates, top1=source.task not in TASKS_WITHOUT_TOP1,
-                              names=source.output_names)
+    figures = None
+    if getattr(source, "detection", None) is not None:  # a detector: its detections, matched (detection.py)
+        from .detection import detection_figures
+
+        figures = detection_figures(source, references, candidates)
+    if figures is None:
+        figures = compare_outputs(references, candidates, top1=source.task not in TASKS_WITHOUT_TOP1,
+                                  names=source.output_names)
     figures["data"] = samples.origin
     figures["real_data"] = samples.real
     return figures

@@ -260,6 +260,8 @@ def judge_op(op, tensors, version: int = rules.DEFAULT_COMPILER) -> OpVerdict:
         missing = (f"{what} is not in the Edge TPU's supported operations [{rules.OPS}]" if rule is None else
                    f"{op.name} is mapped only by compiler {'/'.join(map(str, rule.versions))} [{rule.source}]")
         verdict.reasons = [r for _, r in dtype] or [missing]
+        if op.is_custom and dtype:  # the log's name is CUSTOM: say which (e.g. TFLite_Detection_PostProcess)
+            verdict.reasons.insert(0, f"custom op {op.name}")
         return verdict
     failed = _failures(rule.constraints, rules.CONSTRAINTS, op, tensor, version)
     failed += _failures(rules.TENSOR_REQUIREMENTS, rules.TENSOR_REQUIREMENTS, op, tensor, version)

@@ -41,11 +41,12 @@ def _check_fixed_batch(source) -> None:
                            hint="pass --input-shape with a leading 1, e.g. 1,224,224,3")
 
 
-def _refusal(report: dict) -> dict | None:
-    """The first op the converter left without an integer kernel (on a float/int32 activation), if any.
+def _refusal(report: dict, by_design: set) -> dict | None:
+    """The first op the converter left without an integer kernel (on a float/int32 activation), if any, other
+    than the ops (indices) that run on the CPU by design (rules.CPU_BY_DESIGN).
 
     The converter wraps such an op in DEQUANTIZE ... QUANTIZE: name the op itself, not its wrappers."""
-    bad = [op for op in report["ops"] if op["status"] in rules.NO_INTEGER_KERNEL]
+    bad = [op for op in report["ops"] if op["status"] in rules.NO_INTEGER_KERNEL and op["index"] not in by_design]
     return next((op for op in bad if op["op"] not in ("QUANTIZE", "DEQUANTIZE")), bad[0] if bad else None)
 
 
@@ -62,18 +63,30 @@ def build_edgetpu(source, samples, context, request) -> bytes:
     _check_fixed_batch(source)
     converter = source.converter()
     configure_int8(converter, context)
+    adjust = getattr(source, "adjust_converter", None)  # e.g. detectors: float outputs after the NMS op
+    if adjust is not None:
+        adjust(converter, MODE)
     name = Path(source.location).name
     model_bytes = run_converter(converter, name, context)
-    report = check_graph(graph_from_bytes(model_bytes, request.output))
-    bad = _refusal(report)
+    finalize = getattr(source, "finalize_model", None)  # judged as it will be written (convert() finalizes too:
+    if finalize is not None:  # finalize_model is idempotent)
+        model_bytes = finalize(model_bytes)
+    graph = graph_from_bytes(model_bytes, request.output)
+    report = check_graph(graph)
+    by_design = {op.index for op in graph.ops if op.name in rules.CPU_BY_DESIGN}  # the report says CUSTOM
+    bad = _refusal(report, by_design)
     if bad is not None:
         raise BadInput(f"--quant edgetpu: op #{bad['index']} {bad['op']} of {name} cannot be integer-quantized "
                        f"for the Edge TPU: {bad['reasons'][0]}",
                        hint="replace the op in the source model (see docs/edgetpu.md), or use --quant int8 "
                             "for a CPU-only model")
+    cpu_ops = [op for op in report["ops"] if not op["on_tpu"] and op["index"] not in by_design]
     if report["refusal"]:
         log.warning("Edge TPU pre-check: edgetpu_compiler %d would refuse this model: %s. Details: tfedge edgetpu "
                     "check %s", report["compiler_version"], report["refusal"]["message"], request.output)
+    elif not report["fully_mapped"] and not cpu_ops:
+        log.info("Edge TPU pre-check: the whole network predicted on the TPU; on the CPU by design: %s",
+                 ", ".join(sorted({op.name for op in graph.ops if op.index in by_design})))
     elif not report["fully_mapped"]:
         first = report["first_cpu_op"]
         log.warning("Edge TPU pre-check: %d of %d ops (%.0f %% of MACs) predicted on the TPU; op #%d %s and the "

@@ -186,6 +186,11 @@ OP_RULES = {
                                            data_io_8bit=(16,)),
 }
 
+# Custom ops that run on the CPU by design, after the Edge TPU subgraph: an integer mode does not refuse them.
+# TFLite_Detection_PostProcess (SSD box decoding + NMS) stays on the CPU in Coral's own detection models
+# (github.com/google-coral/edgetpu/issues/515: "yes, the TFLite_Detection_PostProcess Op runs on the CPU").
+CPU_BY_DESIGN = ("TFLite_Detection_PostProcess",)
+
 
 @dataclass(frozen=True)
 class SizeLimit:

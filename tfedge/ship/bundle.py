@@ -142,6 +142,11 @@ def sample_by_name(archive, model: Model, path: Path) -> list[np.ndarray]:
     raise BadInput(f"--sample {path.name} holds {archive.files}; key its arrays by the model's input names: {names}")
 
 
+def tensor_names(spec) -> dict:
+    """How the device finds a stored array's tensor in any variant: its signature name, else its tensor name."""
+    return {"name": spec.name, "signature_name": spec.signature_name}
+
+
 def random_sample(model: Model, manifest: dict, shapes: list[tuple]) -> list[np.ndarray]:
     """A deterministic input inside each tensor's real range (images: random pixels, normalised)."""
     rng = np.random.default_rng(SAMPLE_SEED)
@@ -212,8 +217,8 @@ def build_bundle_dir(request: BundleRequest, root: Path) -> dict:
         save_arrays(root / SAMPLE_INPUT, inputs, "input")
         save_arrays(root / SAMPLE_EXPECTED, expected, "output")
         data["sample"] = {"input": SAMPLE_INPUT, "expected": SAMPLE_EXPECTED, "origin": origin,
-                          "inputs": [spec.key for spec in model.inputs],  # the arrays' tensor names, in order
-                          "outputs": [spec.key for spec in model.outputs],
+                          "inputs": [tensor_names(spec) for spec in model.inputs],  # the arrays', in order
+                          "outputs": [tensor_names(spec) for spec in model.outputs],
                           "computed_with": f"cpu variant, {model.runtime.name} {model.runtime.version}",
                           "tolerance": TOLERANCES}
     elif request.sample is not None:
