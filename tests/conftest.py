@@ -91,6 +91,15 @@ def tfedge_run():
     return lambda *args, **kw: run_command("tfedge-run", *args, **kw)
 
 
+def without_module(directory: Path, name: str) -> dict:
+    """env for run_command in which `import NAME` fails as for a missing package, whether or not it is installed
+    here: a package of that name first on PYTHONPATH whose import raises ModuleNotFoundError."""
+    (directory / name).mkdir()
+    (directory / name / "__init__.py").write_text(
+        f"raise ModuleNotFoundError(\"No module named '{name}'\", name={name!r})\n")
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH")]))}
+
+
 def assert_clean_error(result: CliResult, exit_code: int, *words: str) -> None:
     """A user error: the documented exit code, one line naming the problem, no traceback."""
     assert result.returncode == exit_code, result
@@ -102,5 +111,7 @@ def assert_clean_error(result: CliResult, exit_code: int, *words: str) -> None:
         assert word.lower() in result.stderr.lower(), (word, result)
 
 
-# Text-model fixtures (a tiny keras-hub BERT and its dynamic-range conversion), shared by the text tests.
+# Shared fixtures: the device-only venv (pip install ./device, nothing of the host, built once per session);
+# a tiny keras-hub BERT and its dynamic-range conversion for the text tests.
+from device_venv import device_only_venv  # noqa: F401
 from text_fixtures import tiny_bert, tiny_classifier, tiny_dynamic  # noqa: F401

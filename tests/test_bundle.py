@@ -18,6 +18,8 @@ import pytest
 from conftest import assert_clean_error
 from edgetpu_models import edgetpu_twin
 
+from tfedge import __version__ as tfedge_version
+
 
 @pytest.fixture
 def verify(tfedge_run):
@@ -41,6 +43,18 @@ def bundled(digits_int8, digits_dir, tmp_path_factory) -> Path:
     return out
 
 
+def converter_min_runtime(model: Path) -> str:
+    """The converter's min_runtime_version metadata, read with the `tflite` schema package (not tfedge's reader)."""
+    import tflite
+
+    data = model.read_bytes()
+    flat = tflite.Model.GetRootAsModel(data, 0)
+    for i in range(flat.MetadataLength()):
+        if flat.Metadata(i).Name() == b"min_runtime_version":
+            return bytes(flat.Buffers(flat.Metadata(i).Buffer()).DataAsNumpy()).rstrip(b"\0").decode()
+    raise AssertionError(f"{model.name} has no min_runtime_version metadata")
+
+
 def test_bundle_directory_holds_model_manifest_labels_sample_and_checksums(tfedge, digits_int8, digits_dir,
                                                                             tmp_path):
     out = tmp_path / "digits.tfedge"
@@ -54,10 +68,12 @@ def test_bundle_directory_holds_model_manifest_labels_sample_and_checksums(tfedg
     assert len((out / "SHA256SUMS").read_text().splitlines()) == len(names) - 1  # every file but itself
     data = json.loads((out / "bundle.json").read_text())
     cpu = data["variants"]["cpu"]
-    assert "CONV_2D v3" in cpu["ops"] and cpu["min_runtime_version"]  # the converter's metadata
-    assert data["requires"]["min_runtime_release"] and data["versions"]["tfedge"]
+    assert "CONV_2D v3" in cpu["ops"] and cpu["min_runtime_version"] == converter_min_runtime(digits_int8)
+    assert data["requires"]["min_runtime_release"] == cpu["min_release"]  # one variant: its own needs
+    assert data["versions"]["tfedge"] == tfedge_version
     assert data["preprocess"]["image"]["preset"] == "unit"
-    assert data["inputs"][0]["dtype"] == "int8" and data["inputs"][0]["scale"] > 0  # I/O quantization
+    assert data["inputs"][0]["dtype"] == "int8" and data["inputs"][0]["zero_point"] == -128  # I/O quantization
+    assert data["inputs"][0]["scale"] == pytest.approx(1 / 255, rel=1e-6)  # images in [0, 1], calibrated
     assert (out / "labels.txt").read_text().splitlines() == (digits_dir / "labels.txt").read_text().splitlines()
     assert data["sample"]["tolerance"]["cpu"]["steps"] == 1
 
@@ -248,8 +264,9 @@ def test_every_tfedge_run_command_takes_a_bundle(tfedge_run, bundled, digits_dir
     assert "bundle digits: running the cpu variant" in classified.stderr  # it says which variant
     info = tfedge_run("info", bundled, "--json")
     assert info.returncode == 0, info
-    assert json.loads(info.stdout)["model"]["loaded"]
-    assert tfedge_run("bench", bundled, "--runs", "5", "--warmup", "1").returncode == 0
+    assert json.loads(info.stdout)["model"]["loaded"] is True
+    bench = tfedge_run("bench", bundled, "--runs", "5", "--warmup", "1")
+    assert bench.returncode == 0 and "count=5 " in bench.stdout, bench
     damaged = tmp_path / "digits.tfedge"
     shutil.copytree(bundled, damaged)
     (damaged / "labels.txt").write_text("x\n")

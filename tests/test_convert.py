@@ -92,7 +92,9 @@ def test_manifest_describes_the_model(digits_int8, digits_dir):
     assert manifest["labels"] == [str(i) for i in range(10)]
     assert manifest["preprocess"]["image"] == {"height": 8, "width": 8, "channels": 1, "preset": "unit",
                                                "resize": "bilinear", "fit": "stretch"}
-    assert manifest["inputs"][0]["dtype"] == "int8" and manifest["inputs"][0]["scale"] > 0
+    # calibrated on images in [0, 1]: int8 steps of 1/255 from -128 (the converter's min/max quantization)
+    assert manifest["inputs"][0]["dtype"] == "int8" and manifest["inputs"][0]["zero_point"] == -128
+    assert manifest["inputs"][0]["scale"] == pytest.approx(1 / 255, rel=1e-6)
     assert manifest["source"]["kind"] == "keras" and len(manifest["source"]["sha256"]) == 64
     assert manifest["verification"]["samples"] == 50
     assert manifest["versions"]["tensorflow"].startswith("2.21")

@@ -1,7 +1,9 @@
 """tfedge deploy against a real OpenSSH server (Debian's sshd) started here on 127.0.0.1.
 
-The "device" is this machine: the bundle lands in a temp dir, `python3` is the system one (as on a Pi),
-and tfedge-run is this checkout's (.venv) unless a test installs the device package itself.
+The "device" is this machine: the bundle lands in a temp dir, `python3` is the system one (as on a Pi), and
+tfedge-run is the session's device-only venv (`pip install ./device`, nothing of the host: a host-only import on
+the device fails these tests) unless a test installs the device package itself with --install. sshd is a real
+component, installed by tools/setup: a test that cannot start it fails with the reason, it does not skip.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import VENV_BIN, assert_clean_error
+from conftest import assert_clean_error
 
 SSHD = "/usr/sbin/sshd"
 SSHD_CONFIG = """\
@@ -33,6 +35,8 @@ PermitRootLogin prohibit-password
 # the test's key files live in a pytest temp dir, not in a home directory sshd would vet
 StrictModes no
 UsePAM no
+# a known PATH in the sessions: tfedge-run is found only where a test puts it (the venv it names)
+SetEnv PATH=/usr/bin:/bin
 MaxStartups 50
 MaxSessions 50
 """
@@ -69,14 +73,15 @@ class SshServer:
 
 def start_sshd(root: Path, wrapper: tuple = ()):
     """-> (SshServer, process). `wrapper` runs sshd inside another command (e.g. a mount namespace).
-    Skips the test when sshd cannot run here."""
+    Fails the test, with the reason, when sshd cannot run here (tools/setup installs it)."""
     if not Path(SSHD).is_file() or shutil.which("ssh") is None:
-        pytest.skip("OpenSSH server not installed (Debian: apt-get install openssh-server openssh-client)")
+        pytest.fail("OpenSSH is not installed: run tools/setup (as root it apt-get installs openssh-server "
+                    "openssh-client)")
     if not Path("/run/sshd").is_dir():
         try:
             Path("/run/sshd").mkdir(mode=0o755)  # sshd's privilege separation directory
         except OSError as err:
-            pytest.skip(f"sshd needs /run/sshd and it cannot be created here: {err}")
+            pytest.fail(f"sshd needs /run/sshd and it cannot be created here: {err}")
     port = free_port()
     host_key = keygen(root / "host_key")
     client_key, other_key = keygen(root / "client_key"), keygen(root / "other_key")
@@ -89,7 +94,7 @@ def start_sshd(root: Path, wrapper: tuple = ()):
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.skip(f"sshd could not start: {(root / 'sshd.log').read_text()[-300:]}")
+            pytest.fail(f"sshd could not start: {(root / 'sshd.log').read_text()[-300:]}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             break
@@ -97,7 +102,7 @@ def start_sshd(root: Path, wrapper: tuple = ()):
             time.sleep(0.1)
     else:
         process.kill()
-        pytest.skip("sshd did not listen within 10 s")
+        pytest.fail("sshd did not listen within 10 s")
     server = SshServer(port, getpass.getuser(), client_key, other_key, root / "known_hosts")
     return server, process
 
@@ -113,9 +118,9 @@ def stop_sshd(process) -> None:
 # ---------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
-def device_venv() -> Path:
-    """The device's venv: this checkout's .venv and its tfedge-run."""
-    return VENV_BIN.parent
+def device_venv(device_only_venv) -> Path:
+    """The device's venv: the session's device-only venv (conftest) and its tfedge-run."""
+    return device_only_venv.path
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +136,8 @@ def small_disk(tmp_path_factory):
     small = tmp_path_factory.mktemp("small_disk")
     probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=32k tmpfs {small}"],
                            capture_output=True, text=True, check=False)
-    if probe.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs in a mount namespace here: {probe.stderr.strip()[:200]}")
+    if probe.returncode != 0:  # CI runs as root: the no-space test is not optional there
+        pytest.fail(f"cannot mount a small tmpfs in a mount namespace here: {probe.stderr.strip()[:200]}")
     wrapper = ("unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=32k tmpfs "$0" && exec "$@"', str(small))
     server, process = start_sshd(tmp_path_factory.mktemp("sshd_small"), wrapper)
     yield server, small
@@ -187,15 +192,17 @@ def test_deploy_copies_and_verifies_then_unchanged_redeploy_sends_nothing(deploy
     device_dir = tmp_path / "models"
     first = deployed_json(deploy(digits_bundle, device_dir, "--json"))
     deployed = device_dir / "digits.tfedge"
-    assert first["verified"] and not first["transfer"]["unchanged"]
+    assert first["verified"] is True and not first["transfer"]["unchanged"]
     assert first["transfer"]["sent_files"] == len((digits_bundle / "SHA256SUMS").read_text().splitlines()) + 1
     assert (deployed / "SHA256SUMS").read_bytes() == (digits_bundle / "SHA256SUMS").read_bytes()
-    assert (deployed / "d8.tflite").exists() or any(deployed.glob("*.tflite"))
+    listed = {line.split(maxsplit=1)[1] for line in (digits_bundle / "SHA256SUMS").read_text().splitlines()}
+    on_device = {p.relative_to(deployed).as_posix() for p in deployed.rglob("*") if p.is_file()}
+    assert on_device == listed | {"SHA256SUMS"}, (on_device, listed)  # every file, nothing else
 
     again = deployed_json(deploy(digits_bundle, device_dir, "--json"))
     assert again["transfer"] == {"unchanged": True, "sent_files": 0, "sent_bytes": 0,
                                  "reused_files": first["transfer"]["sent_files"] - 1, "swap": None}
-    assert again["verified"]
+    assert again["verified"] is True
     assert incoming_leftovers(device_dir) == []
 
 
@@ -251,7 +258,8 @@ def test_a_transfer_that_does_not_match_its_checksums_leaves_the_old_bundle(ssh_
             sync_bundle(connection, damaged, str(device_dir / "digits.tfedge"), remote)
     finally:
         connection.close()
-    assert verify_checksums(device_dir / "digits.tfedge") > 0
+    listed = (digits_bundle / "SHA256SUMS").read_text().splitlines()
+    assert verify_checksums(device_dir / "digits.tfedge") == len(listed)  # every file of the old bundle intact
     assert (device_dir / "digits.tfedge" / "SHA256SUMS").read_bytes() == (digits_bundle / "SHA256SUMS").read_bytes()
     assert incoming_leftovers(device_dir) == []
 
@@ -304,10 +312,10 @@ def test_no_python_on_the_device_exits_3(deploy, digits_bundle, tmp_path):
 
 
 def test_no_tfedge_run_on_the_device_exits_3(tfedge, ssh_server, digits_bundle, tmp_path):
+    """No venv there and none on the session's PATH (the test server sets PATH=/usr/bin:/bin; a login script
+    that adds a directory holding tfedge-run makes this test fail, visibly)."""
     result = tfedge("deploy", digits_bundle, ssh_server.target(tmp_path / "models"), *ssh_server.options(),
                     "--venv", tmp_path / "no-venv")
-    if result.returncode == 0:
-        pytest.skip("tfedge-run is on the ssh session's PATH here")
     assert_clean_error(result, 3, "tfedge-run is not installed", "--install")
     assert (tmp_path / "models" / "digits.tfedge" / "SHA256SUMS").is_file()  # the copy itself happened
 
@@ -342,7 +350,7 @@ def test_install_builds_the_device_package_into_a_venv_there(tfedge, ssh_server,
             "--venv", venv, "--install", "--json")
     result = deployed_json(tfedge(*args, timeout=600))
     assert result["install"]["installed"] and result["install"]["tfedge_run"] == str(venv / "bin" / "tfedge-run")
-    assert result["verified"]  # by the tfedge-run just installed
+    assert result["verified"] is True  # by the tfedge-run just installed
     check = subprocess.run([venv / "bin" / "python", "-c", ("import tfedge_device.bundle, ai_edge_litert, sys; "
                             "sys.exit('tensorflow' in sys.modules)")], capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stderr
@@ -352,10 +360,24 @@ def test_install_builds_the_device_package_into_a_venv_there(tfedge, ssh_server,
     assert not again["install"]["installed"] and again["transfer"]["unchanged"]
 
 
-def test_run_streams_one_inference_from_the_device(deploy, digits_bundle, digits_dir, tmp_path):
-    result = deploy(digits_bundle, tmp_path / "models", "--run", digits_dir / "images" / "digit_3.png")
+def results_block(stdout: str) -> list[str]:
+    """The lines of pycoral's -------RESULTS-------- block (the top-k classes), without the timings."""
+    lines = stdout.splitlines()
+    start = lines.index("-------RESULTS--------") + 1
+    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    return lines[start:end]
+
+
+def test_run_streams_one_inference_from_the_device(deploy, device_only_venv, digits_bundle, digits_dir, tmp_path):
+    image = digits_dir / "images" / "digit_3.png"
+    result = deploy(digits_bundle, tmp_path / "models", "--run", image)
     assert result.returncode == 0, result
-    assert "3" in result.stdout and "verify" in result.stdout
+    here = device_only_venv.run("tfedge-run", "classify", digits_bundle, "--input", image)
+    assert here.returncode == 0, here.stderr
+    expected = results_block(here.stdout)
+    assert expected and expected[0].startswith("3: "), here.stdout  # the image shows a 3
+    assert results_block(result.stdout)[:len(expected)] == expected  # the device's classes and scores
+    assert "verify" in result.stdout  # tfedge-run verify's report came first
     assert not list((tmp_path / "models").glob(".tfedge-input-*"))  # the uploaded input is removed
 
 

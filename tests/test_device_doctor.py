@@ -14,7 +14,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, assert_clean_error
+from conftest import ROOT, assert_clean_error, without_module
 from edgetpu_models import replace_delegate_loader
 from tfedge_device import doctor
 from tfedge_device.doctor import Probe
@@ -77,10 +77,10 @@ def test_edgetpu_required_here_is_exit_3_with_the_fixes(tfedge_run):
     assert report["ready"] is False and report["missing"] == ["libedgetpu", "delegate", "coral"]
 
 
-def test_a_missing_runtime_is_exit_3_naming_it(tfedge_run):
-    result = tfedge_run("doctor", env={"TFEDGE_RUNTIME": "tflite-runtime"})
-    if result.returncode == 0:
-        pytest.skip("tflite-runtime is installed here")
+def test_a_missing_runtime_is_exit_3_naming_it(tfedge_run, tmp_path):
+    # tflite_runtime unimportable whether or not it is installed here
+    env = {"TFEDGE_RUNTIME": "tflite-runtime", **without_module(tmp_path, "tflite_runtime")}
+    result = tfedge_run("doctor", env=env)
     assert_clean_error(result, 3, "not ready: runtime failed")
     assert "FAIL  runtime     runtime tflite-runtime is not installed" in result.stdout
     assert "fix: pip install tflite-runtime" in result.stdout

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import ast
 import json
-import os
-import shutil
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from device_venv import DEVICE, fresh_venv
 
-DEVICE = ROOT / "device"
 # Host-side packages the device must never import (TensorFlow and friends, and the host distribution itself).
 FORBIDDEN = ("tensorflow", "tf_keras", "keras", "tensorflow_model_optimization", "keras_hub", "tfedge")
 
@@ -85,55 +82,20 @@ def test_device_cli_runs_with_tensorflow_blocked(digits_int8, digits_dir):
     assert [r["classes"][0]["id"] for r in classified["results"]] == list(range(10))
 
 
-def fresh_venv(root: Path, *requirements: str, device_deps: bool = True):
-    """A new venv at root with `requirements` and a copy of device/ (pip builds in the tree it is given).
-    Returns run(program, *args) -> CompletedProcess, running the venv's program in root, without the host's
-    Python variables."""
-    venv.create(root / "venv", with_pip=True)
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "TFEDGE_RUNTIME"))
-    }
-
-    def run(program: str, *args, timeout: float = 300):
-        command = [root / "venv" / "bin" / program, *map(str, args)]
-        return subprocess.run(
-            command, capture_output=True, text=True, env=env, cwd=root, timeout=timeout, check=False
-        )
-
-    source = root / "device"
-    shutil.copytree(
-        DEVICE / "tfedge_device", source / "tfedge_device", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    for name in ("setup.cfg", "pyproject.toml", "README.md"):
-        shutil.copy(DEVICE / name, source / name)
-    pip = ["-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    steps = [[*pip, *requirements]] if requirements else []
-    steps.append([*pip, *([] if device_deps else ["--no-deps"]), source])
-    for step in steps:
-        done = run("python", *step, timeout=900)
-        assert done.returncode == 0, done.stderr[-3000:]
-    return run
-
-
 @pytest.mark.slow
 def test_device_alone_installs_in_a_fresh_venv_and_matches_the_host(
-    digits_int8, digits_dir, tmp_path, tfedge_run
+    device_only_venv, digits_int8, digits_dir, tfedge_run
 ):
-    """pip install ./device into an empty venv (pip's wheel cache is reused), then tfedge-run classify."""
-    run = fresh_venv(tmp_path)
-    probe = run(
-        "python",
-        "-c",
-        "import importlib.util as u; print([n for n in ('tensorflow', 'keras', 'tfedge') if u.find_spec(n)])",
-    )
-    assert probe.stdout.strip() == "[]", probe  # nothing of the host came along
+    """pip install ./device into an empty venv (the session's device-only venv; pip's wheel cache is reused),
+    then tfedge-run classify gives the host's classes and scores exactly."""
     args = ["classify", digits_int8, "-i", digits_dir / "images", "-k", "10", "-t", "0", "--json"]
-    alone = run("tfedge-run", *args)
+    alone = device_only_venv.run("tfedge-run", *args)
     assert alone.returncode == 0, alone.stderr
     host = tfedge_run(*args)
     assert [r["classes"] for r in json.loads(alone.stdout)["results"]] == [
         r["classes"] for r in json.loads(host.stdout)["results"]
     ]
+    assert [r["classes"][0]["id"] for r in json.loads(alone.stdout)["results"]] == list(range(10))
 
 
 @pytest.mark.slow
@@ -155,7 +117,7 @@ def test_tflite_runtime_fallback_says_what_it_cannot_do(digits_int8, digits_dir,
     convert(request)
     venv_run = fresh_venv(
         tmp_path, "tflite-runtime==2.14.*", "numpy<2", "pillow>=9", "tflite>=2.10", device_deps=False
-    )
+    ).run
 
     def run(*args):
         return venv_run("tfedge-run", *args)

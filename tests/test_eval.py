@@ -62,7 +62,10 @@ def test_cosine_to_a_reference_variant_and_to_stored_outputs(tfedge, digits_int8
 def test_human_output(tfedge, digits_int8, digits_dir):
     result = tfedge("eval", digits_int8, "--data", digits_dir / "test.npz")
     assert result.returncode == 0, result
-    assert "top-1" in result.stdout and "%" in result.stdout
+    figures = _eval(tfedge, digits_int8, "--data", digits_dir / "test.npz")
+    rows = {line.split("  ", 1)[0]: line.split("  ", 1)[1].strip() for line in result.stdout.splitlines()}
+    assert rows["top-1"] == f"{figures['top1'] * 100:.2f} %" and rows["top-5"] == f"{figures['top5'] * 100:.2f} %"
+    assert rows["time"].endswith(f"for {figures['samples']} samples")
 
 
 def test_bad_inputs(tfedge, digits_int8, digits_test, tmp_path, digits_dir):

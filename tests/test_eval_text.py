@@ -4,6 +4,7 @@ sequence length comes from the converted model's manifest; dynamic sequence leng
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -41,10 +42,28 @@ def test_shorter_sequences_resize_the_dynamic_model(tiny_dynamic, text_inputs, t
 
 
 def test_compare_text_variants_by_cosine(tfedge, tiny_dynamic, tiny_bert, text_inputs):  # noqa: F811
+    started = time.perf_counter()
     result = tfedge("compare", f"hf:{tiny_bert}", tiny_dynamic, "--data", text_inputs, "--runs", 3, "--json")
+    elapsed_ms = (time.perf_counter() - started) * 1e3
     assert result.returncode == 0, result
     data = json.loads(result.stdout)
     assert data["metric"] == "cosine"
     source, dynamic = data["rows"]
-    assert source["mode"] == "source" and source["params"] > 0 and source["accuracy"] == pytest.approx(1.0)
-    assert dynamic["accuracy"] > 0.98 and dynamic["latency_p50_ms"] > 0 and dynamic["gflops"] > 0
+    assert source["mode"] == "source" and source["accuracy"] == pytest.approx(1.0)
+    assert source["params"] == tiny_bert_params(tiny_bert)
+    assert dynamic["accuracy"] > 0.98 and 0 < dynamic["latency_p50_ms"] < elapsed_ms
+    # fully connected layers on every token + attention (Q.K^T, weights.V), 2 FLOPs per multiply-accumulate
+    macs = 2 * (4 * 32 * 32 + 2 * 32 * 64) * SEQ_LEN + 2 * 2 * SEQ_LEN * SEQ_LEN * 32
+    assert dynamic["gflops"] == pytest.approx(2 * macs / 1e9, rel=1e-9)
+
+
+def tiny_bert_params(directory) -> int:
+    """BertBackbone(num_layers=2, hidden_dim=32, intermediate_dim=64, max_sequence_length=64: write_tiny_bert's
+    default) parameters, counted from the architecture and the vocabulary size of its tokenizer.json."""
+    vocabulary = len(json.loads((directory / "tokenizer.json").read_text())["model"]["vocab"])
+    hidden, intermediate, positions = 32, 64, 64
+    embeddings = (vocabulary + positions + 2) * hidden + 2 * hidden  # token, position, segment; layer norm
+    attention = 4 * (hidden * hidden + hidden) + 2 * hidden  # Q, K, V, output; layer norm
+    feed_forward = hidden * intermediate + intermediate + intermediate * hidden + hidden + 2 * hidden
+    pooler = hidden * hidden + hidden
+    return embeddings + 2 * (attention + feed_forward) + pooler

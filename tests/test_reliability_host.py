@@ -102,12 +102,12 @@ def in_small_filesystem(directory: Path, mount_options: str, *args, listing: Pat
     """Run `tfedge ARGS` with `directory` a fresh tmpfs (mount_options) seen only by that process; an existing
     output `directory/out.tflite` holding OLD is planted first (unless read-only); the directory's listing and
     the old file's content afterwards are written to `listing`."""
-    if shutil.which("unshare") is None:
-        pytest.skip("unshare is not installed")
+    if shutil.which("unshare") is None:  # util-linux: part of every Debian system
+        pytest.fail("unshare is not installed (Debian: util-linux)")
     probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=32k tmpfs {directory}"],
                            check=False, capture_output=True, text=True)
     if probe.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs in a mount namespace here: {probe.stderr.strip()[:200]}")
+        pytest.fail(f"cannot mount a tmpfs in a mount namespace here (CI runs as root): {probe.stderr.strip()[:200]}")
     plant = "" if "ro" in mount_options.split(",") else f'printf "{OLD.decode().strip()}\\n" > "$0/out.tflite"; '
     script = (f'mount -t tmpfs -o {mount_options} tmpfs "$0" && {plant}"$@"; code=$?; '
               f'ls -A "$0" > {listing}; cat "$0/out.tflite" >> {listing} 2>/dev/null; exit $code')

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import assert_clean_error
 from text_fixtures import SEQ_LEN
@@ -30,7 +31,10 @@ def test_embed_json_without_tensorflow(tiny_dynamic):
     result = json.loads(done.stdout)
     assert result["dim"] == 32 and len(result["embeddings"]) == 2 and result["length_adaptive"]
     assert result["cosine"][0][0] == pytest.approx(1.0, abs=1e-5)
-    assert -1.0 <= result["cosine"][0][1] <= 1.0
+    first, second = (np.asarray(e, dtype=np.float64) for e in result["embeddings"])
+    expected = first @ second / (np.linalg.norm(first) * np.linalg.norm(second))
+    assert result["cosine"][0][1] == pytest.approx(expected, abs=1e-5)  # the pair's cosine, from its embeddings
+    assert result["cosine"][1][0] == pytest.approx(expected, abs=1e-5)
 
 
 def test_embed_human_output(tfedge_run, tiny_dynamic, tmp_path):

@@ -98,8 +98,9 @@ def test_selective_int8_searches_when_full_int8_misses(tiny_bert, tmp_path):
     ranked = [row["cosine_min"] for row in plan["sensitivity"]]
     assert ranked == sorted(ranked, reverse=True)
     assert set(plan["int8_ops"]).isdisjoint(plan["float_ops"])
-    if plan["figures"]:
-        assert plan["figures"]["cosine_min"] >= 0.99999
+    assert plan["int8_ops"] or plan["int8_layers"], plan  # something stayed int8: the search chose, within budget
+    assert plan["figures"]["cosine_min"] >= 0.99999
+    assert result["verification"]["cosine_min"] >= 0.99999  # and the written model meets it too
     manifest = json.loads(out.with_suffix(".json").read_text())
     assert manifest["search"]["selective"]["float_ops"] == plan["float_ops"]
 
@@ -288,8 +289,7 @@ def test_bad_hf_sources(tfedge, tiny_bert, tmp_path, make, args, words):
 def test_sentence_file_on_an_image_model_is_refused(tfedge, digits_dir, tmp_path):
     result = tfedge("convert", digits_dir / "digits.keras", "-o", tmp_path / "m.tflite", "--quant", "int8",
                     "--calib", SENTENCES)
-    assert result.returncode == 2, result
-    assert "Traceback" not in result.stderr
+    assert_clean_error(result, 2, "unsupported calibration data sentences.txt", "image folder")
 
 
 def test_empty_sentence_file(tfedge, tiny_bert, tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from ..errors import BadInput
-from .options import emit, json_option, quiet_option
+from .options import emit, json_option, quiet_option, runs_option, warmup_option
 
 
 def parse_threads(text: str | None) -> list[int | None]:
@@ -30,8 +30,8 @@ def parse_threads(text: str | None) -> list[int | None]:
 @click.command("bench")
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--threads", "threads_text", help="Interpreter thread counts to measure, e.g. 1,2,4 (default: runtime's).")
-@click.option("--runs", type=click.IntRange(1), default=50, show_default=True, help="Timed runs.")
-@click.option("--warmup", type=click.IntRange(0), default=5, show_default=True, help="Warm-up runs (not timed).")
+@runs_option("Timed runs.")
+@warmup_option("Warm-up runs (not timed).")
 @json_option
 @quiet_option
 def bench(models, threads_text, runs, warmup, as_json, quiet):

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import click
 
-from .options import emit, json_option, table
+from .options import emit, json_option, labels_option, output_option, table
 
 
 @click.command("bundle")
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="The bundle to write: a directory NAME.tfedge (or one zip archive with --zip).")
-@click.option("--labels", type=click.Path(path_type=Path), help="Labels file (default: the model manifest's).")
+@output_option("The bundle to write: a directory NAME.tfedge (or one zip archive with --zip).")
+@labels_option("Labels file (default: the model manifest's).")
 @click.option("--sample", type=click.Path(path_type=Path),
               help="Stored self-test input: an image or a .npy/.npz of the input (default: random, seed 0).")
 @click.option("--extra", multiple=True, type=click.Path(path_type=Path),

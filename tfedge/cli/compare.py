@@ -9,12 +9,17 @@ from pathlib import Path
 import click
 
 from .options import (
+    data_option,
     emit,
     json_option,
+    limit_option,
+    preprocess_option,
     quiet_option,
+    runs_option,
     seq_len_option,
     task_option,
     threads_option,
+    warmup_option,
     weights_option,
 )
 
@@ -23,15 +28,14 @@ log = logging.getLogger(__name__)
 
 @click.command("compare")
 @click.argument("variants", nargs=-1, required=True)
-@click.option("--data", type=click.Path(path_type=Path),
-              help="Evaluation data (as for `tfedge eval`): .npz of model-ready x (+ y), or class folders. "
-                   "Inputs without labels are compared by cosine to the source (else the float32 variant).")
+@data_option("Evaluation data (as for `tfedge eval`): .npz of model-ready x (+ y), or class folders. "
+             "Inputs without labels are compared by cosine to the source (else the float32 variant).")
 @click.option("--report", "report", type=click.Path(path_type=Path),
               help="Write REPORT.md, REPORT.html (plots embedded) and REPORT.json.")
-@click.option("--runs", type=click.IntRange(1), default=50, show_default=True, help="Timed runs per variant.")
-@click.option("--warmup", type=click.IntRange(0), default=5, show_default=True, help="Warm-up runs per variant.")
-@click.option("--preprocess", help="Image preset for class folders when a variant has no manifest.")
-@click.option("--limit", type=click.IntRange(1), help="Evaluate at most this many samples.")
+@runs_option("Timed runs per variant.")
+@warmup_option("Warm-up runs per variant.")
+@preprocess_option("Image preset for class folders when a variant has no manifest.")
+@limit_option("Evaluate at most this many samples.")
 @threads_option
 @weights_option
 @task_option

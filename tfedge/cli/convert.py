@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
 import click
 
@@ -13,8 +12,11 @@ from .options import (
     emit,
     input_shape_option,
     json_option,
+    labels_option,
     num_labels_option,
+    output_option,
     parse_shape,
+    preprocess_option,
     quiet_option,
     rewrites_option,
     seq_len_option,
@@ -30,16 +32,15 @@ log = logging.getLogger("tfedge")
 
 @click.command()
 @click.argument("source")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Output .tflite (its manifest OUT.json is written beside it).")
+@output_option("Output .tflite (its manifest OUT.json is written beside it).", dir_okay=False)
 @click.option("--quant", "mode", default="float32", show_default=True,
               help=f"Quantization mode: {', '.join(mode_names())}; Optimum aliases accepted.")
 @click.option("--io-type", type=click.Choice(["int8", "uint8", "int16", "float32"]),
               help="Input/output type of integer modes (int8: int8 default; int16x8: int16 default).")
 @click.option("--calib", help="Calibration data: image folder, .npy/.npz of input tensors, or 'random'.")
 @click.option("--calib-count", type=int, default=200, show_default=True, help="Calibration samples used.")
-@click.option("--preprocess", help="Image normalisation preset: mobilenet, unit, caffe, torch, raw.")
-@click.option("--labels", type=click.Path(path_type=Path), help="Labels file copied into the manifest.")
+@preprocess_option("Image normalisation preset: mobilenet, unit, caffe, torch, raw.")
+@labels_option("Labels file copied into the manifest.")
 @click.option("--verify-count", type=int, default=50, show_default=True,
               help="Samples compared between source and converted model, held out of --calib (0: skip; "
                    "refused with a budget).")

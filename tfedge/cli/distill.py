@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import emit
+from .options import emit, sequence_length_option
 from .train_options import make_request, percent, print_result, training_options
 
 
@@ -16,8 +16,7 @@ from .train_options import make_request, percent, print_result, training_options
 @click.option("--temperature", type=float, default=4.0, show_default=True, help="Softmax temperature.")
 @click.option("--alpha", type=float, default=0.1, show_default=True,
               help="Weight of the hard-label loss (1 - alpha on the teacher's soft targets).")
-@click.option("--seq-len", type=click.IntRange(2), default=64, show_default=True,
-              help="Text distillation: sequence length of teacher and student.")
+@sequence_length_option("Text distillation: sequence length of teacher and student.", default=64)
 @training_options(epochs=60, learning_rate=2e-3, patience=8)  # from scratch: noisier val_loss
 def distill(teacher, student, temperature, alpha, seq_len, **kw):
     """Train STUDENT to imitate TEACHER on DATA (soft targets at a temperature + hard labels)."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import BudgetNotMet
-from .options import emit, json_option, table
+from .options import emit, json_option, require_full_option, table
 
 
 @click.group("edgetpu")
@@ -19,7 +19,7 @@ def edgetpu():
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--compiler-version", type=click.Choice(["16", "15"]), default="16", show_default=True,
               help="The edgetpu_compiler major version to predict (rules differ where the compilers differ).")
-@click.option("--require-full", is_flag=True, help="Exit 4 unless every op is predicted on the TPU.")
+@require_full_option("Exit 4 unless every op is predicted on the TPU.")
 @json_option
 def check(model, compiler_version, require_full, as_json):
     """Predict which ops of MODEL.tflite the Edge TPU Compiler maps, by Coral's rules and the compiler's record.
@@ -44,7 +44,7 @@ def check(model, compiler_version, require_full, as_json):
               help="Oldest Edge TPU runtime the model must run on (the compiler's --min_runtime_version).")
 @click.option("--compiler-arg", "compiler_args", multiple=True,
               help="Pass one more argument to edgetpu_compiler (repeatable), e.g. --compiler-arg=--search_delegate.")
-@click.option("--require-full", is_flag=True, help="Exit 4 unless the compiler mapped every op.")
+@require_full_option("Exit 4 unless the compiler mapped every op.")
 @json_option
 def compile_(model, out_dir, num_segments, timeout, compiler, min_runtime_version, compiler_args, require_full,
              as_json):

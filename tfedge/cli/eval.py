@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from .options import emit, json_option, seq_len_option, table, task_option, threads_option, weights_option
+from .options import (
+    data_option,
+    emit,
+    json_option,
+    limit_option,
+    preprocess_option,
+    seq_len_option,
+    table,
+    task_option,
+    threads_option,
+    weights_option,
+)
 
 
 def percent(value) -> str:
@@ -15,12 +24,11 @@ def percent(value) -> str:
 
 @click.command("eval")
 @click.argument("model")
-@click.option("--data", "data", required=True, type=click.Path(path_type=Path),
-              help="A .npz with x (model-ready inputs, already preprocessed) and y (class indices) and/or "
-                   "reference (expected outputs), or an image folder with one sub-folder per class.")
+@data_option("A .npz with x (model-ready inputs, already preprocessed) and y (class indices) and/or "
+             "reference (expected outputs), or an image folder with one sub-folder per class.", required=True)
 @click.option("--reference", help="Compare outputs with this variant (a .tflite or the source model): cosine.")
-@click.option("--preprocess", help="Image preset for folders when the model has no manifest (unit, mobilenet, ...).")
-@click.option("--limit", type=click.IntRange(1), help="Evaluate at most this many samples (spread evenly).")
+@preprocess_option("Image preset for folders when the model has no manifest (unit, mobilenet, ...).")
+@limit_option("Evaluate at most this many samples (spread evenly).")
 @threads_option
 @weights_option
 @task_option

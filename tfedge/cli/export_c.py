@@ -6,13 +6,12 @@ from pathlib import Path
 
 import click
 
-from .options import emit, json_option, table
+from .options import emit, json_option, output_option, table
 
 
 @click.command("export-c")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
-              help="The C/C++ source to write (e.g. model_data.cc); its header (.h) is written beside it.")
+@output_option("The C/C++ source to write (e.g. model_data.cc); its header (.h) is written beside it.")
 @click.option("--name", default="g_model", show_default=True, help="The array's C name.")
 @json_option
 def export_c(model, output, name, as_json):

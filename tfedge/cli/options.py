@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -34,7 +35,15 @@ signature_option = click.option("--signature", help="SavedModel signature (defau
 weights_option = click.option("--weights", help="keras-app: weights file, or 'none' for random weights.")
 task_option = click.option("--task", help="hf: sources: sentence-embedding or sequence-classification; "
                                            "eval: detection (COCO mAP of a detector).")
-seq_len_option = click.option("--seq-len", type=click.IntRange(2), help="hf: sources: sequence length (as converted).")
+
+
+def sequence_length_option(help_text: str, default: int | None = None):
+    """--seq-len: tokens per text input (hf: sources, text distillation)."""
+    return click.option("--seq-len", type=click.IntRange(2), default=default, show_default=default is not None,
+                        help=help_text)
+
+
+seq_len_option = sequence_length_option("hf: sources: sequence length (as converted).")
 num_labels_option = click.option("--num-labels", type=click.IntRange(2),
                                  help="hf: sequence-classification: classes of the head (default: config.json's "
                                       "id2label, else 2).")
@@ -43,6 +52,45 @@ rewrites_option = click.option("--no-rewrites", "rewrites", is_flag=True, flag_v
                                     "export rewrites (for A/B checks).")
 unsafe_option = click.option("--unsafe", is_flag=True,
                              help="Allow Keras Lambda layers (runs code from the file: only for trusted files).")
+
+
+# Options several commands take with the same name, type and default; each command says in its help what the
+# option means to it (eval's DATA is required, compare's is not), so these take the help text.
+def data_option(help_text: str, required: bool = False, path: bool = True):
+    """--data: evaluation or training data (a path; training data stays a string, as calibration takes it)."""
+    return click.option("--data", "data", required=required, type=click.Path(path_type=Path) if path else None,
+                        help=help_text)
+
+
+def preprocess_option(help_text: str, default: str | None = None):
+    """--preprocess: an image normalisation preset (tfedge_device.preprocess)."""
+    return click.option("--preprocess", default=default, show_default=default is not None, help=help_text)
+
+
+def limit_option(help_text: str):
+    return click.option("--limit", type=click.IntRange(1), help=help_text)
+
+
+def runs_option(help_text: str):
+    return click.option("--runs", type=click.IntRange(1), default=50, show_default=True, help=help_text)
+
+
+def warmup_option(help_text: str):
+    return click.option("--warmup", type=click.IntRange(0), default=5, show_default=True, help=help_text)
+
+
+def labels_option(help_text: str):
+    return click.option("--labels", type=click.Path(path_type=Path), help=help_text)
+
+
+def output_option(help_text: str, dir_okay: bool = True):
+    """-o/--output: the file (or directory) a command writes."""
+    return click.option("-o", "--output", required=True, type=click.Path(dir_okay=dir_okay, path_type=Path),
+                        help=help_text)
+
+
+def require_full_option(help_text: str):
+    return click.option("--require-full", is_flag=True, help=help_text)
 
 
 def emit(result: dict, as_json: bool, human) -> None:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import click
 
-from .options import json_option, quiet_option, table
+from .options import data_option, json_option, output_option, preprocess_option, quiet_option, table
 
 log = logging.getLogger("tfedge")
 
@@ -15,12 +14,11 @@ log = logging.getLogger("tfedge")
 def training_options(epochs: int, learning_rate: float, patience: int = 3, quant_help: str = "int8"):
     """DATA/OUT/training/strategy options with per-command defaults (applied bottom-up)."""
     decorators = [
-        click.option("--data", required=True, help="Training data: an image folder (one sub-folder per class), "
-                     "a .npz with x and y, or a .txt of sentences (embedding distillation)."),
+        data_option("Training data: an image folder (one sub-folder per class), a .npz with x and y, or a .txt "
+                    "of sentences (embedding distillation).", required=True, path=False),
         click.option("--val", help="Validation data (same formats); default: 10 % of DATA held out (seeded)."),
-        click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-                     help="OUT.tflite (converted with --quant, manifest beside), OUT.h5 (tf_keras) or a "
-                          "SavedModel directory; each is accepted by `tfedge convert`."),
+        output_option("OUT.tflite (converted with --quant, manifest beside), OUT.h5 (tf_keras) or a "
+                      "SavedModel directory; each is accepted by `tfedge convert`."),
         click.option("--epochs", type=int, default=epochs, show_default=True, help="Maximum epochs."),
         click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True),
         click.option("--learning-rate", type=float, default=learning_rate, show_default=True),
@@ -29,8 +27,7 @@ def training_options(epochs: int, learning_rate: float, patience: int = 3, quant
         click.option("--seed", type=int, default=0, show_default=True, help="Random seed (runs reproduce)."),
         click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default="default",
                      show_default=True, help="tf.distribute strategy (multiworker reads TF_CONFIG)."),
-        click.option("--preprocess", default="unit", show_default=True,
-                     help="Image preset for image folders (unit, mobilenet, caffe, torch, raw)."),
+        preprocess_option("Image preset for image folders (unit, mobilenet, caffe, torch, raw).", default="unit"),
         click.option("--quant", default="int8", show_default=True,
                      help=f"Mode of OUT.tflite and of the converted figures ({quant_help})."),
         json_option,
