@@ -60,18 +60,3 @@ def annotate(image, objects) -> None:
         lift = bottom - top + 2 * width if box[1] - (bottom - top) - 2 * width >= 0 else 0  # inside when no room
         draw.rectangle([left, top - lift, right + 2 * width, bottom - lift + width], fill=fill)
         draw.text((box[0] + width, box[1] - lift), text, fill=(255, 255, 255), font=font)
-
-
-def annotate_classes(image, classes) -> None:
-    """Write the top classes (classify.Prediction list) in the top-left corner of a PIL RGB image, in place."""
-    from PIL import ImageDraw, ImageFont
-
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default()
-    y = 2
-    for prediction in classes[:3]:
-        text = f"{prediction.label} {prediction.score:.2f}"
-        left, top, right, bottom = draw.textbbox((2, y), text, font=font)
-        draw.rectangle([left - 2, top - 1, right + 2, bottom + 1], fill=colour(prediction.id))
-        draw.text((2, y), text, fill=(255, 255, 255), font=font)
-        y = bottom + 3

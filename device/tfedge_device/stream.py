@@ -27,6 +27,7 @@ from .errors import BadInput, EnvironmentMissing
 log = logging.getLogger(__name__)
 
 DEPTH = 4  # frames in flight between two stages
+SWITCH_INTERVAL_S = 0.0005
 _END = object()
 CAMERA_HINT = ("connect a camera (USB webcam, or the Pi camera with its V4L2 driver), check `ls /dev/video*`, "
                "and that this user is in the `video` group")
@@ -111,11 +112,11 @@ class Stream:
             self.result.stage_ms["capture"] += (time.perf_counter() - started) * 1e3
             self.result.frames_read += 1
             taken += 1
-            yield index, timestamp, rgb
+            yield index, timestamp, rgb, frame
             index += 1
 
     def infer(self, item):
-        index, timestamp, rgb = item
+        index, timestamp, rgb, bgr = item
         started = time.perf_counter()
         name = f"frame {index}"
         if self.task == "detect":
@@ -129,30 +130,32 @@ class Stream:
         self.result.stage_ms["inference"] += (time.perf_counter() - started) * 1e3
         record = {"frame": index, "timestamp_ms": round(timestamp, 3), "results": results,
                   "inference_ms": round(found.inference_ms[0], 3)}
-        return record, rgb, found
+        return record, bgr, found
 
     def write(self, item) -> None:
-        record, rgb, found = item
+        record, bgr, found = item
         started = time.perf_counter()
         self.emit(record)
         if self.output is not None:
-            self._write_frame(rgb, found)
+            self._write_frame(bgr, found)
         self.result.frames_processed += 1
         self.result.stage_ms["output"] += (time.perf_counter() - started) * 1e3
 
-    def _write_frame(self, rgb, found) -> None:
-        import numpy as np
-        from PIL import Image
-
-        from .draw import annotate, annotate_classes
-
+    def _write_frame(self, frame, found) -> None:
+        """Draw on the decoded BGR frame with OpenCV (no copy through Pillow: this stage bounds the frame rate)
+        and append it to the output video."""
         cv2 = cv2_module()
-        image = Image.fromarray(rgb)
         if self.task == "detect":
-            annotate(image, found.objects)
+            thickness = max(2, round(min(frame.shape[:2]) / 200))
+            for obj in found.objects:
+                colour = bgr_colour(obj.label_id)
+                left, top, right, bottom = (round(v) for v in obj.box)
+                cv2.rectangle(frame, (left, top), (right, bottom), colour, thickness)
+                _label(cv2, frame, f"{obj.label} {obj.score:.2f}", left, max(top, 14), colour)
         else:
-            annotate_classes(image, found.classes)
-        frame = cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2BGR)
+            for row, prediction in enumerate(found.classes[:3]):
+                _label(cv2, frame, f"{prediction.label} {prediction.score:.2f}", 2, 16 + 18 * row,
+                       bgr_colour(prediction.id))
         if self._writer is None:
             fps = self.capture.get(cv2.CAP_PROP_FPS) or 30.0
             fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.output.suffix.lower() == ".mp4" else "MJPG"))
@@ -219,6 +222,10 @@ class Stream:
             while (item := get(inferred)) is not _END:
                 self.write(item)
 
+        # The stages hand the GIL to each other between their native calls (decode, invoke, encode): with the
+        # default 5 ms switch interval a stage waiting for it idles for most of a frame.
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         threads = [threading.Thread(target=guarded(capture_stage), name="tfedge-capture", daemon=True),
                    threading.Thread(target=guarded(output_stage), name="tfedge-output", daemon=True)]
         for thread in threads:
@@ -235,8 +242,24 @@ class Stream:
             threads[1].join()
             stop.set()
             threads[0].join()
+            sys.setswitchinterval(interval)
         if self._error is not None:
             raise self._error
+
+
+def bgr_colour(class_id: int) -> tuple:
+    """The class's colour of draw.PALETTE (Ultralytics'), as OpenCV's BGR."""
+    from .draw import colour
+
+    red, green, blue = colour(class_id)
+    return blue, green, red
+
+
+def _label(cv2, frame, text: str, x: int, y: int, colour: tuple) -> None:
+    """White text on a box of the class's colour, its baseline at y."""
+    (width, height), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+    cv2.rectangle(frame, (x, y - height - 2), (x + width + 2, y + base), colour, cv2.FILLED)
+    cv2.putText(frame, text, (x + 1, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 def json_lines(stream=sys.stdout):
