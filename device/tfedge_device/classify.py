@@ -143,7 +143,10 @@ def resolve_spec(
         )
     overrides = {key: value for key, value in (("preset", preset), ("resize", resize)) if value}
     if overrides:
-        spec = ImageSpec.from_dict({**spec.to_dict(), **overrides})
+        base = spec.to_dict()
+        if preset:  # a preset flag replaces the checkpoint's own mean/std too
+            base.pop("mean", None), base.pop("std", None)
+        spec = ImageSpec.from_dict({**base, **overrides})
         origin += " with " + ", ".join(f"--{key} {value}" for key, value in overrides.items())
     return spec, origin
 
@@ -165,6 +168,16 @@ def resolve_labels(
         return None, None
     check_labels(labels, num_classes(model), origin)
     return labels, origin
+
+
+def probabilities(scores: np.ndarray, manifest: dict | None) -> np.ndarray:
+    """Scores as the model's manifest describes them -> class probabilities: a model whose head outputs
+    logits (`head.outputs: logits`, Hugging Face checkpoints) gets a softmax; others are returned as they are."""
+    if ((manifest or {}).get("head") or {}).get("outputs") != "logits":
+        return scores
+    logits = np.asarray(scores, np.float32)
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 def top_k(scores: np.ndarray, k: int, threshold: float, labels: list[str] | None = None) -> list[Prediction]:
@@ -227,6 +240,7 @@ class Classifier:
         batch = self.preprocess(path)
         preprocessed = time.perf_counter()
         scores, times = timed_runs(self.model, [batch], count)
+        scores = probabilities(scores, self.manifest)
         return Classified(
             str(path), top_k(scores, top, threshold, self.labels), (preprocessed - started) * 1e3, times
         )

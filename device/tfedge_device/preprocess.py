@@ -62,13 +62,25 @@ class ImageSpec:
     channels: int
     preset: str = "unit"
     resize: str = "bilinear"
+    # A checkpoint's own preprocessing (Hugging Face preprocessor_config.json), in pixel units 0..255: when
+    # set, mean/std replace the preset's; resize_to [h, w] is resized to first, then centre-cropped.
+    mean: tuple | None = None
+    std: tuple | None = None
+    resize_to: tuple | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        return {k: v for k, v in data.items() if v is not None or k not in ("mean", "std", "resize_to")}
 
     @classmethod
     def from_dict(cls, data: dict) -> ImageSpec:
-        return cls(**{k: data[k] for k in ("height", "width", "channels", "preset", "resize") if k in data})
+        known = ("height", "width", "channels", "preset", "resize", "mean", "std", "resize_to")
+        return cls(**{k: tuple(data[k]) if isinstance(data[k], list) else data[k] for k in known if k in data})
+
+    def normalization(self) -> Normalization:
+        if self.mean is not None and self.std is not None:
+            return Normalization(tuple(self.mean), tuple(self.std), description="the checkpoint's own mean/std")
+        return get_preset(self.preset)
 
     @classmethod
     def from_shape(cls, shape, preset: str = "unit") -> ImageSpec:
@@ -133,7 +145,7 @@ def load_image(path: str | Path, spec: ImageSpec) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
-    norm = get_preset(spec.preset)
+    norm = spec.normalization()
     _pil_warning_filters(Image)
     try:
         with Image.open(path) as image:
@@ -143,8 +155,12 @@ def load_image(path: str | Path, spec: ImageSpec) -> np.ndarray:
                     f"{MAX_IMAGE_PIXELS // 1_000_000} Mpx (refused as a possible decompression bomb)"
                 )
             image = _convert(image, path, "L" if spec.channels == 1 else "RGB")
-            if image.size != (spec.width, spec.height):
-                image = image.resize((spec.width, spec.height), RESAMPLE[spec.resize])
+            height, width = spec.resize_to or (spec.height, spec.width)
+            if image.size != (width, height):
+                image = image.resize((width, height), RESAMPLE[spec.resize])
+            if (height, width) != (spec.height, spec.width):  # centre crop, as Hugging Face's processors
+                top, left = (height - spec.height) // 2, (width - spec.width) // 2
+                image = image.crop((left, top, left + spec.width, top + spec.height))
             pixels = np.asarray(image, dtype=np.float32)
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise BadInput(f"cannot read image {path.name}: {str(err).splitlines()[0]}") from None

@@ -92,16 +92,26 @@ class SourceModel:
 
     def concrete_function(self):
         if self._concrete is None:
-            tf = tensorflow()
-            signature = [tf.TensorSpec(spec.shape, tf.as_dtype(spec.dtype), name=_tf_name(spec.name))
-                         for spec in self.inputs]
-
-            def serve(*tensors):
-                return tuple(tf.nest.flatten(self._call(*tensors)))
-
-            with quiet_native():
-                self._concrete = tf.function(serve, input_signature=signature).get_concrete_function()
+            self._concrete = self.trace()
         return self._concrete
+
+    def trace(self):
+        """A new concrete function of `_call` on the fixed input shapes."""
+        tf = tensorflow()
+        signature = [tf.TensorSpec(spec.shape, tf.as_dtype(spec.dtype), name=_tf_name(spec.name))
+                     for spec in self.inputs]
+
+        def serve(*tensors):
+            return tuple(tf.nest.flatten(self._call(*tensors)))
+
+        with quiet_native():
+            return tf.function(serve, input_signature=signature).get_concrete_function()
+
+    def image_spec(self, preset: str):
+        """How an image file becomes this model's input under `preset` (calibration, verification, manifest)."""
+        from tfedge_device.preprocess import ImageSpec
+
+        return ImageSpec.from_shape(self.inputs[0].shape, preset)
 
     def export_function(self):
         """The concrete function the converter converts: `concrete_function` unless a source rewrites it

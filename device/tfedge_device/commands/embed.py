@@ -54,6 +54,9 @@ def embed(model_path, texts: list[str], threads: int | None = None, adaptive: bo
         times.append((time.perf_counter() - started) * 1e3)
     matrix = np.stack(vectors)
     if task == "sequence-classification":
+        from ..classify import probabilities
+
+        matrix = probabilities(matrix, model.manifest)
         labels = model.manifest.get("labels") or [str(i) for i in range(matrix.shape[1])]
         best = matrix.argmax(axis=1)
         return {"model": str(model_path), "task": task, "texts": texts, "length_adaptive": model.adaptive,
