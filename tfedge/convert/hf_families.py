@@ -132,9 +132,13 @@ UNREADABLE = {
 
 
 def family_of(config: dict, root: Path) -> Family:
+    """By config.json's model_type (a Hugging Face directory) or class_name (a keras-hub preset directory)."""
     model_type = config.get("model_type")
     if model_type in FAMILIES:
         return FAMILIES[model_type]
+    by_backbone = {family.backbone: family for family in FAMILIES.values()}
+    if model_type is None and config.get("class_name") in by_backbone:
+        return by_backbone[config["class_name"]]
     why = UNREADABLE.get(model_type, "keras-hub has no reader tfedge uses for it")
     raise BadInput(f"{root}: model_type {model_type!r} cannot be read ({why}); hf:DIR reads "
                    f"{', '.join(FAMILIES)}", hint="export the model to a SavedModel or .keras file instead")

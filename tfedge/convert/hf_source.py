@@ -220,14 +220,12 @@ def read_config(root: Path) -> dict:
 
 def load_family(root: Path, config: dict):
     """(family, backbone, checkpoint tensors, notes) for a Hugging Face directory or a keras-hub preset."""
-    from .hf_families import FAMILIES, Tensors, family_of, load_backbone, safetensor_tensors
+    from .hf_families import Tensors, family_of, load_backbone, safetensor_tensors
 
-    by_backbone = {family.backbone: family for family in FAMILIES.values()}
-    if "model_type" not in config and config.get("class_name") in by_backbone:  # a keras-hub preset
-        family, tensors = by_backbone[config["class_name"]], {}
-        backbone, _ = load_backbone(family, root, config, Tensors({}))
-        return family, backbone, tensors, []
     family = family_of(config, root)
+    if "model_type" not in config:  # a keras-hub preset: keras-hub wrote it, nothing to fix, no task head
+        backbone, _ = load_backbone(family, root, {}, Tensors({}))
+        return family, backbone, {}, []
     tensors = safetensor_tensors(root)
     backbone, notes = load_backbone(family, root, config, Tensors(tensors))
     return family, backbone, tensors, notes
@@ -276,13 +274,12 @@ def head_manifest(source: SourceModel, head, config: dict) -> None:
 def load_hf_source(spec: str, options: LoadOptions) -> SourceModel:
     root = Path(spec.split(":", 1)[1]).expanduser()
     config = read_config(root)
-    if "model_type" in config:
-        from .hf_families import family_of
+    from .hf_families import family_of
 
-        if family_of(config, root).modality == "image":  # an unknown model_type is refused here, named
-            from .hf_vision import load_vision_source
+    if family_of(config, root).modality == "image":  # an unknown model_type is refused here, named
+        from .hf_vision import load_vision_source
 
-            return load_vision_source(root, config, options)
+        return load_vision_source(root, config, options)
     if not (root / TOKENIZER_FILE).exists():
         raise BadInput(f"{root} has no {TOKENIZER_FILE}: the device needs it to tokenize text",
                        hint="save the tokenizer with tokenizers' Tokenizer.save or transformers' save_pretrained")

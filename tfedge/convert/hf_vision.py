@@ -100,15 +100,16 @@ def load_vision_source(root: Path, config: dict, options: LoadOptions) -> Source
     if options.seq_len:
         raise BadInput("--seq-len is for text models; this is a vision model")
     family, backbone, tensors, notes = load_family(root, config)
+    image_size = int(backbone.input_shape[1])
     processor_file = root / "preprocessor_config.json"
     if processor_file.exists():
-        spec = image_spec_from_processor(read_json(processor_file), int(config["image_size"]))
+        spec = image_spec_from_processor(read_json(processor_file), image_size)
     else:
-        spec = image_spec_from_processor(DEFAULT_PROCESSOR, int(config["image_size"]))
+        spec = image_spec_from_processor(DEFAULT_PROCESSOR, image_size)
         notes.append("no preprocessor_config.json: images normalised as ViT's processor does (mean 0.5, std 0.5)")
     head = checkpoint_head(family.model_type, config, tensors)
     if head is None and (options.task == "image-classification" or options.num_labels or head_kind(config)):
-        head = external_head(root, int(config["hidden_size"]), options.num_labels or
+        head = external_head(root, int(backbone.hidden_dim), options.num_labels or
                              len(config.get("id2label") or {}) or 2)
     if head is not None and options.num_labels and options.num_labels != head.labels:
         raise BadInput(f"--num-labels {options.num_labels} does not match the checkpoint's head "

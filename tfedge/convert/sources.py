@@ -358,7 +358,8 @@ SOURCE_KINDS = (
     SourceKind("keras-app", lambda s: s.startswith("keras-app:"), "tfedge.convert.sources:load_keras_app",
                "keras-app:NAME, a keras.applications architecture (--weights PATH|none)"),
     SourceKind("hf", lambda s: s.startswith("hf:"), "tfedge.convert.hf_source:load_hf_source",
-               "hf:DIR, a BERT-family Hugging Face directory (--task, --seq-len)"),
+               "hf:DIR, a Hugging Face directory: BERT, DistilBERT, ALBERT, RoBERTa, XLM-R (--task, --seq-len), "
+               "ViT, DeiT"),
     SourceKind("savedmodel", lambda s: Path(s).is_dir(), "tfedge.convert.sources:load_saved_model",
                "a SavedModel directory (--signature)"),
     SourceKind("keras", lambda s: s.endswith(".keras"), "tfedge.convert.sources:load_keras3", "a Keras 3 .keras file"),
