@@ -239,3 +239,17 @@ def test_unsupported_model_type_names_it_and_the_readable_ones(tfedge, tmp_path)
     assert_clean_error(result, 2, "model_type 'electra'", "no reader", "bert", "distilbert", "albert", "roberta",
                        "xlm-roberta", "vit", "deit")
     assert not (tmp_path / "out.tflite").exists()
+
+
+def test_preprocessor_config_without_a_fixed_size_is_refused():
+    from tfedge.convert.hf_vision import image_spec_from_processor
+    from tfedge.errors import BadInput
+
+    with pytest.raises(BadInput, match="shortest_edge.*not a fixed height x width"):
+        image_spec_from_processor({"size": {"shortest_edge": 224}}, 224)
+    with pytest.raises(BadInput, match="makes 32x32 images but the model takes 64x64"):
+        image_spec_from_processor({"size": {"height": 32, "width": 32}}, 64)
+    spec = image_spec_from_processor({"size": {"height": 73, "width": 73}, "do_center_crop": True,
+                                      "crop_size": {"height": 64, "width": 64}, "resample": 3,
+                                      "image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25]}, 64)
+    assert (spec.resize, spec.resize_to, spec.mean, spec.std) == ("bicubic", (73, 73), (127.5,) * 3, (63.75,) * 3)

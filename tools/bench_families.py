@@ -58,7 +58,7 @@ ARCHITECTURES = {
                                    "hidden_dim": 192, "intermediate_dim": 768}, "DeiT-Tiny/16 distilled, 224 px"),
 }
 MODES = ("float32", "dynamic", "int8", "selective-int8", "auto")
-PLAIN = "float32-plain"  # float32 without tfedge.convert.rewrites: does each family gain from them?
+PLAIN = "-plain"  # MODE-plain: MODE without tfedge.convert.rewrites (does each family gain from them?)
 MIN_COSINE = 0.99  # the budget selective-int8 and auto search against (tfedge convert --min-cosine)
 # What the seeds (the project's origin) claimed: parameters, GFLOPs, speed-up over BERT-base.
 SEED_CLAIMS = {"bert-base": "110M / 10 GFLOPs", "distilbert": "66M / 5.5 GFLOPs / 1.8x",
@@ -150,10 +150,10 @@ def measure(name: str, modes: list[str], out: Path, runs: int) -> dict:
         path = files[mode] = out / f"{name}_{mode}.tflite"
         started = time.perf_counter()
         try:
-            convert(ConvertRequest(source=f"hf:{root}", output=path, mode="float32" if mode == PLAIN else mode,
+            convert(ConvertRequest(source=f"hf:{root}", output=path, mode=mode.removesuffix(PLAIN),
                                    calib=calib, calib_count=32, verify_count=4,
                                    budgets={"min_cosine": MIN_COSINE} if mode in ("selective-int8", "auto") else {},
-                                   load=replace(load, rewrites=mode != PLAIN), show_progress=False))
+                                   load=replace(load, rewrites=not mode.endswith(PLAIN)), show_progress=False))
         except Exception as err:  # noqa: BLE001 - a row says what failed; the table goes on
             rows[mode] = {"mode": mode, "error": " ".join(str(err).split())[:160]}
             files.pop(mode)
@@ -223,7 +223,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", default=",".join(ARCHITECTURES), help="comma-separated: "
                         + ", ".join(ARCHITECTURES))
-    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: " + ", ".join(MODES + (PLAIN,)))
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: " + ", ".join(MODES) + "; MODE-plain: without export rewrites")
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--out", type=Path, default=ROOT / ".cache" / "bench_families")
     parser.add_argument("--table", action="store_true", help="print the table of OUT/results.json only")
