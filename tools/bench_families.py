@@ -179,6 +179,22 @@ def measure(name: str, modes: list[str], out: Path, runs: int) -> dict:
             "modes": rows, "measured": stamp()}
 
 
+def merge(results: dict, other: Path, out: Path) -> None:
+    """Rows of OTHER/results.json into `results` (a family's modes are united; OTHER's row wins), models copied."""
+    import shutil
+
+    for name, result in json.loads((other / "results.json").read_text()).items():
+        if name in results:
+            results[name]["modes"].update(result["modes"])
+        else:
+            results[name] = result
+        for path in other.glob(f"{name}_*"):
+            if path.suffix in (".tflite", ".json"):
+                shutil.copy(path, out / path.name)
+        for path in other.glob("tokenizer.json"):
+            shutil.copy(path, out / path.name)
+
+
 def retime(results: dict, out: Path, runs: int) -> None:
     """Time again, interleaved, every model of each family in `results` (their .tflite files in OUT): one quiet
     moment for all rows. The first held-out input, made on the device side (tokenizer.json / the manifest's
@@ -255,10 +271,14 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / ".cache" / "bench_families")
     parser.add_argument("--table", action="store_true", help="print the table of OUT/results.json only")
     parser.add_argument("--retime", action="store_true", help="time OUT's models again, all in one run")
+    parser.add_argument("--merge", nargs="+", type=Path, default=[], metavar="DIR",
+                        help="first merge the rows (and model files) of other OUT directories into OUT")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results_file = args.out / "results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
+    for other in args.merge:
+        merge(results, other, args.out)
     if args.retime:
         retime(results, args.out, args.runs)
         results_file.write_text(json.dumps(results, indent=2))
