@@ -16,6 +16,7 @@ The task heads (the checkpoint's own classifier) are in tfedge.convert.hf_heads.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,8 +155,6 @@ def family_of(config: dict, root: Path) -> Family:
 
 def safetensor_tensors(root: Path) -> dict:
     """Every tensor of DIR's model.safetensors (or its shards), as numpy arrays, keys as saved."""
-    import json
-
     try:
         from safetensors.numpy import load_file
     except ImportError:
@@ -201,3 +200,40 @@ def load_backbone(family: Family, root: Path, config: dict, tensors: Tensors):
                        hint="hf:DIR needs a Hugging Face directory (config.json, model.safetensors)") from None
     notes = [note for name in family.fixes if (note := FIXES[name](backbone, config, tensors))]
     return backbone, notes
+
+
+def load_family(root: Path, config: dict):
+    """(family, backbone, checkpoint tensors, notes) for a Hugging Face directory or a keras-hub preset."""
+    family = family_of(config, root)
+    if "model_type" not in config:  # a keras-hub preset: keras-hub wrote it, nothing to fix, no task head
+        backbone, _ = load_backbone(family, root, {}, Tensors({}))
+        return family, backbone, {}, []
+    tensors = safetensor_tensors(root)
+    backbone, notes = load_backbone(family, root, config, Tensors(tensors))
+    return family, backbone, tensors, notes
+
+
+def rewritten_export(source, trace):
+    """`trace()` with tfedge.convert.rewrites applied to the source's backbone, as far as its family allows
+    (hf_families.Family.rewrites); the manifest and notes say what was rewritten and what was skipped, why."""
+    from .rewrites import REWRITES, rewritten
+
+    family = FAMILIES.get((source.extra_manifest.get("hf") or {}).get("model_type"))
+    allowed = family.rewrites if family else tuple(r.name for r in REWRITES)
+    with rewritten(source.backbone, allowed) as applied:
+        function = trace()
+    source.extra_manifest["export_rewrites"] = applied
+    if applied:
+        counts = ", ".join(f"{name} x{count}" for name, count in applied.items())
+        source.notes.append(f"traced with export rewrites ({counts} layers): same function, faster graph; "
+                            "--no-rewrites turns them off")
+    for name, why in (family.rewrites_skipped if family else {}).items():
+        source.notes.append(f"export rewrite {name!r} skipped for {family.model_type}: {why}")
+    return function
+
+
+def read_json(path: Path) -> dict | list:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadInput(f"cannot read {path}: {' '.join(str(err).split())[:200]}") from None

@@ -135,3 +135,12 @@ def id2label(config: dict, count: int) -> list[str] | None:
     labels = config.get("id2label") or {}
     names = [labels.get(str(i), labels.get(i)) for i in range(count)]
     return names if all(isinstance(n, str) for n in names) else None
+
+
+def head_manifest(source, head: Head, config: dict) -> None:
+    """Labels from id2label, the head's origin in the manifest, and a note when it is random."""
+    source.labels = id2label(config, head.labels)
+    source.extra_manifest["head"] = {"weights": head.origin, "trained": head.trained, "outputs": "logits"}
+    if not head.trained:
+        source.notes.append("classification head has random weights (no head in model.safetensors and no "
+                            "classifier.weights.h5 in the directory): speed and size are real, its outputs are not")

@@ -16,7 +16,6 @@ source's tokenizer.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import numpy as np
 
 from ..errors import BadInput
 from ..tf_loader import quiet_native, tensorflow
+from .hf_families import read_json
 from .sources import LoadOptions, SourceModel, tree_sha256
 
 log = logging.getLogger(__name__)
@@ -35,13 +35,6 @@ TOKENIZER_FILE = "tokenizer.json"
 # (sentence_transformers/models/Pooling.py; the first true one wins, as mean is the common default).
 POOLING_KEYS = (("pooling_mode_mean_tokens", "mean"), ("pooling_mode_cls_token", "cls"),
                 ("pooling_mode_max_tokens", "max"), ("pooling_mode_mean_sqrt_len_tokens", "mean_sqrt_len"))
-
-
-def read_json(path: Path) -> dict | list:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BadInput(f"cannot read {path}: {' '.join(str(err).split())[:200]}") from None
 
 
 def sentence_transformers_head(root: Path) -> tuple[str, bool]:
@@ -119,6 +112,8 @@ class TransformerSource(SourceModel):
         if not self._rewrite:
             return self.concrete_function()
         if self._export is None:
+            from .hf_families import rewritten_export
+
             self._export = rewritten_export(self, self._trace)
         return self._export
 
@@ -153,26 +148,6 @@ class TransformerSource(SourceModel):
         """Sentences -> samples [token_ids, padding_mask], each [1, seq_len] int32."""
         encoder = self.tokenizer()
         return [list(encoder.encode([sentence])) for sentence in sentences]
-
-
-def rewritten_export(source: SourceModel, trace):
-    """`trace()` with tfedge.convert.rewrites applied to the source's backbone, as far as its family allows
-    (hf_families.Family.rewrites); the manifest and notes say what was rewritten and what was skipped, why."""
-    from .hf_families import FAMILIES
-    from .rewrites import REWRITES, rewritten
-
-    family = FAMILIES.get((source.extra_manifest.get("hf") or {}).get("model_type"))
-    allowed = family.rewrites if family else tuple(r.name for r in REWRITES)
-    with rewritten(source.backbone, allowed) as applied:
-        function = trace()
-    source.extra_manifest["export_rewrites"] = applied
-    if applied:
-        counts = ", ".join(f"{name} x{count}" for name, count in applied.items())
-        source.notes.append(f"traced with export rewrites ({counts} layers): same function, faster graph; "
-                            "--no-rewrites turns them off")
-    for name, why in (family.rewrites_skipped if family else {}).items():
-        source.notes.append(f"export rewrite {name!r} skipped for {family.model_type}: {why}")
-    return function
 
 
 def default_input_shape(model_bytes: bytes, shape: tuple) -> bytes:
@@ -218,19 +193,6 @@ def read_config(root: Path) -> dict:
     return config
 
 
-def load_family(root: Path, config: dict):
-    """(family, backbone, checkpoint tensors, notes) for a Hugging Face directory or a keras-hub preset."""
-    from .hf_families import Tensors, family_of, load_backbone, safetensor_tensors
-
-    family = family_of(config, root)
-    if "model_type" not in config:  # a keras-hub preset: keras-hub wrote it, nothing to fix, no task head
-        backbone, _ = load_backbone(family, root, {}, Tensors({}))
-        return family, backbone, {}, []
-    tensors = safetensor_tensors(root)
-    backbone, notes = load_backbone(family, root, config, Tensors(tensors))
-    return family, backbone, tensors, notes
-
-
 def text_task(root: Path, config: dict, options: LoadOptions) -> str:
     from .hf_heads import head_kind
 
@@ -260,17 +222,6 @@ def choose_head(family, root: Path, config: dict, tensors: dict, hidden: int, nu
     return external_head(root, hidden, num_labels or len(config.get("id2label") or {}) or 2)
 
 
-def head_manifest(source: SourceModel, head, config: dict) -> None:
-    """Labels from id2label, the head's origin in the manifest, and a note when it is random."""
-    from .hf_heads import id2label
-
-    source.labels = id2label(config, head.labels)
-    source.extra_manifest["head"] = {"weights": head.origin, "trained": head.trained, "outputs": "logits"}
-    if not head.trained:
-        source.notes.append("classification head has random weights (no head in model.safetensors and no "
-                            "classifier.weights.h5 in the directory): speed and size are real, its outputs are not")
-
-
 def load_hf_source(spec: str, options: LoadOptions) -> SourceModel:
     root = Path(spec.split(":", 1)[1]).expanduser()
     config = read_config(root)
@@ -290,6 +241,9 @@ def load_hf_source(spec: str, options: LoadOptions) -> SourceModel:
         max_positions -= 2  # two rows reserved for the padding index
     if seq_len < 2 or (max_positions and seq_len > max_positions):
         raise BadInput(f"--seq-len {seq_len} is out of range (2..{max_positions or 'the model maximum'})")
+    from .hf_families import load_family
+    from .hf_heads import head_manifest
+
     family, backbone, tensors, notes = load_family(root, config)
     pooling, normalize = sentence_transformers_head(root)
     head = None

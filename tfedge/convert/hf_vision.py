@@ -85,15 +85,15 @@ class VisionSource(SourceModel):
         if not self._rewrite:
             return self.concrete_function()
         if self._export is None:
-            from .hf_source import rewritten_export
+            from .hf_families import rewritten_export
 
             self._export = rewritten_export(self, self.trace)
         return self._export
 
 
 def load_vision_source(root: Path, config: dict, options: LoadOptions) -> SourceModel:
-    from .hf_heads import checkpoint_head, external_head, head_kind
-    from .hf_source import head_manifest, load_family, read_json
+    from .hf_families import load_family, read_json
+    from .hf_heads import checkpoint_head, external_head, head_kind, head_manifest
 
     if options.task not in (None, "image-classification"):
         raise BadInput(f"--task {options.task!r} is not a vision task", hint="leave --task out for ViT/DeiT")
