@@ -134,7 +134,10 @@ def resolve_spec(
         )
     overrides = {key: value for key, value in (("preset", preset), ("resize", resize), ("fit", fit)) if value}
     if overrides:
-        spec = ImageSpec.from_dict({**spec.to_dict(), **overrides})
+        base = spec.to_dict()
+        if preset:  # a preset flag replaces the checkpoint's own mean/std too
+            base.pop("mean", None), base.pop("std", None)
+        spec = ImageSpec.from_dict({**base, **overrides})
         origin += " with " + ", ".join(f"--{key} {value}" for key, value in overrides.items())
     return spec, origin
 
@@ -161,6 +164,16 @@ def resolve_labels(
     if labels is not None:
         check_labels(labels, num_classes(model), origin)
     return labels, origin
+
+
+def probabilities(scores: np.ndarray, manifest: dict | None) -> np.ndarray:
+    """Scores as the model's manifest describes them -> class probabilities: a model whose head outputs
+    logits (`head.outputs: logits`, Hugging Face checkpoints) gets a softmax; others are returned as they are."""
+    if ((manifest or {}).get("head") or {}).get("outputs") != "logits":
+        return scores
+    logits = np.asarray(scores, np.float32)
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 def top_k(scores: np.ndarray, k: int, threshold: float, labels: list[str] | None = None) -> list[Prediction]:
@@ -237,7 +250,8 @@ class Classifier:
              count: int) -> Classified:
         preprocessed = time.perf_counter()
         outputs, times = timed_runs(self.model, [batch], count)
-        return Classified(name, top_k(outputs[0], top, threshold, self.labels), (preprocessed - started) * 1e3, times)
+        scores = probabilities(outputs[0], self.manifest)
+        return Classified(name, top_k(scores, top, threshold, self.labels), (preprocessed - started) * 1e3, times)
 
     def describe(self) -> dict:
         return describe_run(self)

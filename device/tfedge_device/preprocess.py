@@ -68,17 +68,29 @@ class ImageSpec:
     preset: str = "unit"
     resize: str = "bilinear"
     fit: str = "stretch"  # one of FITS
+    # A checkpoint's own preprocessing (Hugging Face preprocessor_config.json), in pixel units 0..255: when
+    # set, mean/std replace the preset's; resize_to [h, w] is resized to first, then centre-cropped.
+    mean: tuple | None = None
+    std: tuple | None = None
+    resize_to: tuple | None = None
 
     def __post_init__(self):
         if self.fit not in FITS:
             raise BadInput(f"unknown image fit {self.fit!r}; choose one of {', '.join(FITS)}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        return {k: v for k, v in data.items() if v is not None or k not in ("mean", "std", "resize_to")}
 
     @classmethod
     def from_dict(cls, data: dict) -> ImageSpec:
-        return cls(**{k: data[k] for k in ("height", "width", "channels", "preset", "resize", "fit") if k in data})
+        known = ("height", "width", "channels", "preset", "resize", "fit", "mean", "std", "resize_to")
+        return cls(**{k: tuple(data[k]) if isinstance(data[k], list) else data[k] for k in known if k in data})
+
+    def normalization(self) -> Normalization:
+        if self.mean is not None and self.std is not None:
+            return Normalization(tuple(self.mean), tuple(self.std), description="the checkpoint's own mean/std")
+        return get_preset(self.preset)
 
     @classmethod
     def from_shape(cls, shape, preset: str = "unit", fit: str = "stretch") -> ImageSpec:
@@ -166,9 +178,13 @@ def fit_image(image, spec: ImageSpec):
 
     width, height = image.size
     if spec.fit == "stretch":
-        if image.size != (spec.width, spec.height):
-            image = image.resize((spec.width, spec.height), RESAMPLE[spec.resize])
-        return image, Placement(width, height, spec.width / width, spec.height / height)
+        resized_h, resized_w = spec.resize_to or (spec.height, spec.width)
+        if image.size != (resized_w, resized_h):
+            image = image.resize((resized_w, resized_h), RESAMPLE[spec.resize])
+        top, left = (resized_h - spec.height) // 2, (resized_w - spec.width) // 2
+        if (resized_h, resized_w) != (spec.height, spec.width):  # centre crop, as Hugging Face's processors
+            image = image.crop((left, top, left + spec.width, top + spec.height))
+        return image, Placement(width, height, resized_w / width, resized_h / height, -left, -top)
     # Ultralytics' LetterBox (center=True): r = min(H/h, W/w); new size rounded; pads split with a
     # +-0.1 rounding bias; boxes map back with the same r and the left/top pads (ops.scale_boxes).
     scale = min(spec.height / height, spec.width / width)
@@ -214,7 +230,7 @@ def load_placed_image(path: str | Path | bytes, spec: ImageSpec) -> tuple[np.nda
 
 def prepare_image(image, spec: ImageSpec, name: str = "image") -> tuple[np.ndarray, Placement]:
     """A PIL image -> (float32 [H, W, C] normalised by spec.preset, its Placement): colour, fit, normalise."""
-    norm = get_preset(spec.preset)
+    norm = spec.normalization()
     image = _convert(image, Path(name), "L" if spec.channels == 1 else "RGB")
     image, placement = fit_image(image, spec)
     pixels = np.asarray(image, dtype=np.float32)

@@ -137,13 +137,14 @@ class TextClassifier:
 
     def classify(self, text: str, top: int = 5, threshold: float = 0.1, count: int = 1):
         """One text -> a classify.Classified (kind "text"); count > 1 repeats and times the inference."""
-        from .classify import Classified, timed_runs, top_k
+        from .classify import Classified, probabilities, timed_runs, top_k
 
         started = time.perf_counter()
         values = self.text_model.prepare(text)
         prepared = time.perf_counter()
         outputs, times = timed_runs(self.text_model.model, values, count)
-        return Classified(text, top_k(outputs[0], top, threshold, self.labels), (prepared - started) * 1e3, times,
+        scores = probabilities(outputs[0], self.text_model.manifest)
+        return Classified(text, top_k(scores, top, threshold, self.labels), (prepared - started) * 1e3, times,
                           kind="text")
 
     def describe(self) -> dict:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tfedge_device.preprocess import IMAGE_SUFFIXES, ImageSpec, list_images, load_image
+from tfedge_device.preprocess import IMAGE_SUFFIXES, list_images, load_image
 
 from ..errors import BadInput
 from .pairing import match_name, tf_name
@@ -85,7 +85,7 @@ def _from_images(path: Path, source: SourceModel, count: int, preset: str, show_
         raise BadInput(f"calibration folder {path} has no images ({', '.join(IMAGE_SUFFIXES)})")
     picks = _spread(list(range(len(files))), count)
     files = [files[i] for i in picks]
-    spec = ImageSpec.from_shape(source.inputs[0].shape, preset)
+    spec = source.image_spec(preset)
     arrays = [[load_image(f, spec)[None]] for f in progress(files, len(files), "calibration images", show_progress)]
     return Samples(arrays, f"{len(files)} images from {path}", ids=picks)
 
@@ -155,8 +155,6 @@ def _from_npz(path: Path, source: SourceModel, count: int, preset: str, show_pro
 
 def random_samples(source: SourceModel, count: int, preset: str | None = None) -> Samples:
     """Random inputs in the input's plausible range (images: random pixels through the preset)."""
-    from tfedge_device.preprocess import get_preset
-
     rng = np.random.default_rng(0)
     samples = []
     for _ in range(count):
@@ -165,8 +163,8 @@ def random_samples(source: SourceModel, count: int, preset: str | None = None) -
             if np.dtype(spec.dtype).kind == "f":
                 values = rng.uniform(0, 255, spec.shape).astype(np.float32)
                 if source.is_image:
-                    norm = get_preset(preset or "unit")
-                    values = (values - np.float32(norm.mean[0])) / np.float32(norm.std[0])
+                    norm = source.image_spec(preset or "unit").normalization()
+                    values = (values - np.asarray(norm.mean, np.float32)) / np.asarray(norm.std, np.float32)
                 else:
                     values = rng.standard_normal(spec.shape).astype(np.float32)
             else:

@@ -1,10 +1,14 @@
-"""`hf:DIR` sources: a BERT-family Hugging Face directory -> a sentence-embedding or classification model.
+"""`hf:DIR` sources: a Hugging Face directory (or a keras-hub preset) -> a text or vision model.
 
-keras-hub builds the backbone from DIR offline (`BertBackbone.from_preset`, which reads `config.json` +
-`model.safetensors`, or a keras-hub preset directory). tfedge adds what sentence-transformers' config in DIR
-says (`modules.json`, `1_Pooling/config.json`: mean / CLS / max pooling, Normalize) or a classification
-head. The model's inputs are `token_ids` and `padding_mask` (int32, batch 1, fixed sequence length); the
-tokenizer (`tokenizer.json`) travels beside the converted model and is named in the manifest's `text` section.
+The family comes from config.json's `model_type` (tfedge.convert.hf_families: BERT, DistilBERT, ALBERT,
+RoBERTa, XLM-RoBERTa, ViT, DeiT); keras-hub reads the backbone offline from `config.json` +
+`model.safetensors`. On top: the checkpoint's own task head (tfedge.convert.hf_heads: `*ForSequenceClassification`,
+`*ForImageClassification`), or what sentence-transformers' config in DIR says (`modules.json`,
+`1_Pooling/config.json`: mean / CLS / max pooling, Normalize), or a head trained elsewhere
+(`classifier.weights.h5`; random otherwise, and said). Text models take `token_ids` and `padding_mask`
+(int32, batch 1, sequence length resizable on the device); their tokenizer (`tokenizer.json`) travels beside
+the converted model and is named in the manifest's `text` section. Vision models take one image [1, H, W, 3]
+normalised as the directory's `preprocessor_config.json` says, recorded in the manifest (tfedge.convert.hf_vision).
 
 Also registers the text calibration loader: a `.txt` file of sentences, one a line, tokenized with the
 source's tokenizer.
@@ -12,14 +16,14 @@ source's tokenizer.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import BadInput, EnvironmentMissing
+from ..errors import BadInput
 from ..tf_loader import quiet_native, tensorflow
+from .hf_families import read_json
 from .sources import LoadOptions, SourceModel, tree_sha256
 
 log = logging.getLogger(__name__)
@@ -31,13 +35,6 @@ TOKENIZER_FILE = "tokenizer.json"
 # (sentence_transformers/models/Pooling.py; the first true one wins, as mean is the common default).
 POOLING_KEYS = (("pooling_mode_mean_tokens", "mean"), ("pooling_mode_cls_token", "cls"),
                 ("pooling_mode_max_tokens", "max"), ("pooling_mode_mean_sqrt_len_tokens", "mean_sqrt_len"))
-
-
-def read_json(path: Path) -> dict | list:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BadInput(f"cannot read {path}: {' '.join(str(err).split())[:200]}") from None
 
 
 def sentence_transformers_head(root: Path) -> tuple[str, bool]:
@@ -69,9 +66,10 @@ class TransformerSource(SourceModel):
     kind = "hf"
 
     def __init__(self, backbone, root: Path, task: str, seq_len: int, pooling: str, normalize: bool,
-                 head, options: LoadOptions):
+                 head, options: LoadOptions, segment_ids: bool = True):
         self.backbone = backbone
         self.head = head
+        self.segment_ids = segment_ids
         self.pooling = pooling
         self.normalize = normalize
         self.seq_len = seq_len
@@ -114,15 +112,9 @@ class TransformerSource(SourceModel):
         if not self._rewrite:
             return self.concrete_function()
         if self._export is None:
-            from .rewrites import rewritten
+            from .hf_families import rewritten_export
 
-            with rewritten(self.backbone) as applied:
-                self._export = self._trace()
-            self.extra_manifest["export_rewrites"] = applied
-            if applied:
-                counts = ", ".join(f"{name} x{count}" for name, count in applied.items())
-                self.notes.append(f"traced with export rewrites ({counts} layers): same function, faster graph; "
-                                  "--no-rewrites turns them off")
+            self._export = rewritten_export(self, self._trace)
         return self._export
 
     def finalize_model(self, model_bytes: bytes) -> bytes:
@@ -132,11 +124,15 @@ class TransformerSource(SourceModel):
 
     def _call(self, token_ids, padding_mask):
         tf = tensorflow()
-        outputs = self.backbone({"token_ids": token_ids, "segment_ids": tf.zeros_like(token_ids),
-                                 "padding_mask": padding_mask}, training=False)
+        inputs = {"token_ids": token_ids, "padding_mask": padding_mask}
+        if self.segment_ids:
+            inputs["segment_ids"] = tf.zeros_like(token_ids)
+        outputs = self.backbone(inputs, training=False)
+        sequence, pooled = ((outputs["sequence_output"], outputs.get("pooled_output"))
+                            if isinstance(outputs, dict) else (outputs, None))
         if self.head is not None:
-            return self.head(outputs["pooled_output"], training=False)
-        return pool(outputs["sequence_output"], padding_mask, self.pooling, self.normalize)
+            return self.head.call(sequence, pooled)
+        return pool(sequence, padding_mask, self.pooling, self.normalize)
 
     def _trackable(self):
         return self.backbone
@@ -186,71 +182,80 @@ def pool(sequence, padding_mask, pooling: str, normalize: bool):
     return pooled
 
 
-def _load_backbone(root: Path):
-    tensorflow()
-    try:
-        import keras_hub
-    except ImportError:
-        raise EnvironmentMissing("keras-hub is not installed", hint="pip install keras-hub safetensors") from None
-    try:
-        with quiet_native():
-            return keras_hub.models.BertBackbone.from_preset(str(root))
-    except (ValueError, KeyError, OSError, TypeError) as err:
-        raise BadInput(f"keras-hub cannot build a BERT backbone from {root}: "
-                       f"{' '.join(str(err).split())[:300]}",
-                       hint="hf:DIR needs a BERT-family Hugging Face directory (config.json, model.safetensors)") \
-            from None
-
-
-def _classification_head(backbone, root: Path, num_labels: int | None):
-    """A Dense head on the pooled [CLS] output. Its weights come from DIR/classifier.weights.h5 when
-    present (a head trained elsewhere); otherwise it is random and a note says so."""
-    import keras
-
-    config = read_json(root / "config.json") if (root / "config.json").exists() else {}
-    labels = config.get("id2label") or {}
-    count = num_labels or len(labels) or 2
-    head = keras.layers.Dense(count, activation="softmax", name="classifier")
-    head.build((None, backbone.hidden_dim))
-    weights = root / "classifier.weights.h5"
-    trained = weights.exists()
-    if trained:
-        head.load_weights(str(weights))
-    names = [labels[str(i)] for i in range(count)] if len(labels) == count else None
-    return head, names, trained
-
-
-def load_hf_source(spec: str, options: LoadOptions) -> SourceModel:
-    root = Path(spec.split(":", 1)[1]).expanduser()
+def read_config(root: Path) -> dict:
     if not root.is_dir():
         raise BadInput(f"hf: source directory not found: {root}")
     if not (root / "config.json").exists():
         raise BadInput(f"{root} has no config.json: not a Hugging Face model directory")
-    if not (root / TOKENIZER_FILE).exists():
-        raise BadInput(f"{root} has no {TOKENIZER_FILE}: the device needs it to tokenize text",
-                       hint="save the tokenizer with tokenizers' Tokenizer.save or transformers' save_pretrained")
-    task = options.task or ("sentence-embedding" if (root / "modules.json").exists() else None)
+    config = read_json(root / "config.json")
+    if not isinstance(config, dict):
+        raise BadInput(f"{root}/config.json is not a JSON object")
+    return config
+
+
+def text_task(root: Path, config: dict, options: LoadOptions) -> str:
+    from .hf_heads import head_kind
+
+    default = ("sentence-embedding" if (root / "modules.json").exists() else
+               "sequence-classification" if head_kind(config) == "ForSequenceClassification" else None)
+    task = options.task or default
     if task not in TASKS:
         raise BadInput(f"--task {options.task!r} is not a text task" if options.task else
-                       f"{root} has no sentence-transformers config: say what to build with --task",
-                       hint=f"choose one of {', '.join(TASKS)}")
+                       f"{root} has no sentence-transformers config nor a classification head: say what to "
+                       "build with --task", hint=f"choose one of {', '.join(TASKS)}")
     if options.num_labels and task != "sequence-classification":
         raise BadInput(f"--num-labels sizes a classification head; the {task} task has none",
                        hint="add --task sequence-classification")
+    return task
+
+
+def choose_head(family, root: Path, config: dict, tensors: dict, hidden: int, num_labels: int | None):
+    """The checkpoint's own head when it has one, else classifier.weights.h5 or a random head."""
+    from .hf_heads import checkpoint_head, external_head
+
+    head = checkpoint_head(family.model_type, config, tensors)
+    if head is not None:
+        if num_labels and num_labels != head.labels:
+            raise BadInput(f"--num-labels {num_labels} does not match the checkpoint's head "
+                           f"({head.labels} labels in model.safetensors)", hint="leave --num-labels out")
+        return head
+    return external_head(root, hidden, num_labels or len(config.get("id2label") or {}) or 2)
+
+
+def load_hf_source(spec: str, options: LoadOptions) -> SourceModel:
+    root = Path(spec.split(":", 1)[1]).expanduser()
+    config = read_config(root)
+    from .hf_families import family_of
+
+    if family_of(config, root).modality == "image":  # an unknown model_type is refused here, named
+        from .hf_vision import load_vision_source
+
+        return load_vision_source(root, config, options)
+    if not (root / TOKENIZER_FILE).exists():
+        raise BadInput(f"{root} has no {TOKENIZER_FILE}: the device needs it to tokenize text",
+                       hint="save the tokenizer with tokenizers' Tokenizer.save or transformers' save_pretrained")
+    task = text_task(root, config, options)
     seq_len = options.seq_len or DEFAULT_SEQ_LEN
-    max_positions = read_json(root / "config.json").get("max_position_embeddings")
+    max_positions = config.get("max_position_embeddings") or (config.get("config") or {}).get("max_sequence_length")
+    if config.get("model_type") in ("roberta", "xlm-roberta") and max_positions:
+        max_positions -= 2  # two rows reserved for the padding index
     if seq_len < 2 or (max_positions and seq_len > max_positions):
         raise BadInput(f"--seq-len {seq_len} is out of range (2..{max_positions or 'the model maximum'})")
-    backbone = _load_backbone(root)
+    from .hf_families import load_family
+    from .hf_heads import head_manifest
+
+    family, backbone, tensors, notes = load_family(root, config)
     pooling, normalize = sentence_transformers_head(root)
-    head, labels, trained = (None, None, True)
+    head = None
     if task == "sequence-classification":
-        head, labels, trained = _classification_head(backbone, root, options.num_labels)
-    source = TransformerSource(backbone, root, task, seq_len, pooling, normalize, head, options)
-    source.labels = labels
-    if not trained:
-        source.notes.append("classification head has random weights (no classifier.weights.h5 in the directory): "
-                            "speed and size are real, its outputs are not")
+        head = choose_head(family, root, config, tensors, backbone.hidden_dim, options.num_labels)
+    source = TransformerSource(backbone, root, task, seq_len, pooling, normalize, head, options,
+                               segment_ids=family.segment_ids)
+    source.notes.extend(notes)
+    source.extra_manifest["hf"] = {"model_type": family.model_type, "backbone": family.backbone,
+                                   "tokenizer": family.tokenizer}
+    if head is not None:
+        head_manifest(source, head, config)
     return source
 
 

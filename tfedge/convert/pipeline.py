@@ -22,7 +22,6 @@ from tfedge_device.fileio import atomic_path, write_bytes
 from tfedge_device.labels import check_labels, read_labels
 from tfedge_device.manifest import manifest_path, write_manifest
 from tfedge_device.model import Model
-from tfedge_device.preprocess import ImageSpec
 
 from .. import __version__
 from ..errors import BadInput
@@ -153,7 +152,7 @@ def build_manifest(request, mode, io_type, source: SourceModel, model: Model, pr
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if source.is_image and preset:
-        manifest["preprocess"] = {"image": ImageSpec.from_shape(source.inputs[0].shape, preset).to_dict()}
+        manifest["preprocess"] = {"image": source.image_spec(preset).to_dict()}
     manifest.update(source.extra_manifest)
     return manifest
 

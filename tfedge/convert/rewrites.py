@@ -107,11 +107,14 @@ REWRITES = (
 
 
 @contextlib.contextmanager
-def rewritten(model):
-    """Within the block, matching sublayers of `model` run their rewritten method -> {rewrite name: count}."""
+def rewritten(model, names=None):
+    """Within the block, matching sublayers of `model` run their rewritten method -> {rewrite name: count}.
+    `names` limits the rewrites to those named (default: all)."""
     patched, counts = [], {}
     for layer in model._flatten_layers(include_self=False, recursive=True):  # each layer once
         for rewrite in REWRITES:
+            if names is not None and rewrite.name not in names:
+                continue
             if rewrite.applies(layer):
                 object.__setattr__(layer, rewrite.method, types.MethodType(rewrite.replacement, layer))
                 patched.append((layer, rewrite.method))

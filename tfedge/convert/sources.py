@@ -125,16 +125,26 @@ class SourceModel:
 
     def concrete_function(self):
         if self._concrete is None:
-            tf = tensorflow()
-            signature = [tf.TensorSpec(spec.shape, tf.as_dtype(spec.dtype), name=tf_name(spec.name))
-                         for spec in self.inputs]
-
-            def serve(*tensors):
-                return self._named(self._call(*tensors))
-
-            with quiet_native():
-                self._concrete = tf.function(serve, input_signature=signature).get_concrete_function()
+            self._concrete = self.trace()
         return self._concrete
+
+    def trace(self):
+        """A new concrete function of `_call` on the fixed input shapes."""
+        tf = tensorflow()
+        signature = [tf.TensorSpec(spec.shape, tf.as_dtype(spec.dtype), name=tf_name(spec.name))
+                     for spec in self.inputs]
+
+        def serve(*tensors):
+            return self._named(self._call(*tensors))
+
+        with quiet_native():
+            return tf.function(serve, input_signature=signature).get_concrete_function()
+
+    def image_spec(self, preset: str):
+        """How an image file becomes this model's input under `preset` (calibration, verification, manifest)."""
+        from tfedge_device.preprocess import ImageSpec
+
+        return ImageSpec.from_shape(self.inputs[0].shape, preset)
 
     def export_function(self):
         """The concrete function the converter converts: `concrete_function` unless a source rewrites it
@@ -420,7 +430,8 @@ SOURCE_KINDS = (
     SourceKind("keras-app", lambda s: s.startswith("keras-app:"), "tfedge.convert.sources:load_keras_app",
                "keras-app:NAME, a keras.applications architecture (--weights PATH|none)"),
     SourceKind("hf", lambda s: s.startswith("hf:"), "tfedge.convert.hf_source:load_hf_source",
-               "hf:DIR, a BERT-family Hugging Face directory (--task, --seq-len)"),
+               "hf:DIR, a Hugging Face directory: BERT, DistilBERT, ALBERT, RoBERTa, XLM-R (--task, --seq-len), "
+               "ViT, DeiT"),
     SourceKind("savedmodel", lambda s: Path(s).is_dir(), "tfedge.convert.sources:load_saved_model",
                "a SavedModel directory (--signature)"),
     SourceKind("keras", lambda s: s.endswith(".keras"), "tfedge.convert.sources:load_keras3", "a Keras 3 .keras file"),

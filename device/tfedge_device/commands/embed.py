@@ -60,6 +60,9 @@ def embed_texts(model, texts: list[str], model_path) -> dict:
         times.append((time.perf_counter() - started) * 1e3)
     matrix = np.stack(vectors)
     if task == "sequence-classification":
+        from ..classify import probabilities
+
+        matrix = probabilities(matrix, model.manifest)
         labels = model.manifest.get("labels") or [str(i) for i in range(matrix.shape[1])]
         best = matrix.argmax(axis=1)
         return {"model": str(model_path), "task": task, "texts": texts, "length_adaptive": model.adaptive,
