@@ -22,13 +22,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .detect import THRESHOLD as DETECT_THRESHOLD
+from .detect import TOP_K as DETECT_TOP_K
 from .errors import BadInput, EnvironmentMissing
+from .nms import IOU_THRESHOLD
 
 log = logging.getLogger(__name__)
 
 DEPTH = 4  # frames in flight between two stages
 SWITCH_INTERVAL_S = 0.0005
 _END = object()
+# The classify/detect CLIs' defaults (pycoral's), per task; `options` given to a Stream override them.
+DEFAULTS = {"classify": {"threshold": 0.1, "top_k": 5},
+            "detect": {"threshold": DETECT_THRESHOLD, "top_k": DETECT_TOP_K, "iou": IOU_THRESHOLD}}
 CAMERA_HINT = ("connect a camera (USB webcam, or the Pi camera with its V4L2 driver), check `ls /dev/video*`, "
                "and that this user is in the `video` group")
 
@@ -86,7 +92,7 @@ class Stream:
         self.capture, self.runner, self.task = capture, runner, task
         self.every, self.max_frames, self.output = every, max_frames, output
         self.emit = emit or (lambda record: None)  # called with each frame's result record, in frame order
-        self.options = options or {}
+        self.options = {**DEFAULTS[task], **(options or {})}
         self.result = StreamResult()
         self._writer = None
         self._error: BaseException | None = None
@@ -120,11 +126,11 @@ class Stream:
         started = time.perf_counter()
         name = f"frame {index}"
         if self.task == "detect":
-            found = self.runner.detect_pixels(rgb, self.options.get("threshold", 0.5), self.options.get("top_k", 100),
-                                              self.options.get("iou", 0.45), name=name)
+            found = self.runner.detect_pixels(rgb, self.options["threshold"], self.options["top_k"],
+                                              self.options["iou"], name=name)
             results = [obj.to_dict() for obj in found.objects]
         else:
-            found = self.runner.classify_pixels(rgb, self.options.get("top_k", 5), self.options.get("threshold", 0.1),
+            found = self.runner.classify_pixels(rgb, self.options["top_k"], self.options["threshold"],
                                                 name=name)
             results = [prediction.to_dict() for prediction in found.classes]
         self.result.stage_ms["inference"] += (time.perf_counter() - started) * 1e3

@@ -52,14 +52,12 @@ def run(args) -> int:
         from ..detect import Detector
 
         runner = Detector(args.model, threads=args.threads, labels=args.labels)
-        defaults = {"threshold": 0.4, "top_k": 100}
     else:
         from ..classify import Classifier
 
         runner = Classifier(args.model, threads=args.threads, labels=args.labels)
-        defaults = {"threshold": 0.1, "top_k": 5}
-    options = {"threshold": defaults["threshold"] if args.threshold is None else args.threshold,
-               "top_k": args.top_k or defaults["top_k"]}
+    given = {"threshold": args.threshold, "top_k": args.top_k}
+    options = {key: value for key, value in given.items() if value is not None}  # else the task's DEFAULTS
     output = Path(args.output) if args.output else None
     if output is not None and output.suffix.lower() not in (".avi", ".mp4"):
         raise BadInput(f"cannot write a video named {output.name}: name it .avi (MJPG) or .mp4")
