@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
+from bench_host import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = ROOT / "models" / "text" / "sentences.txt"
@@ -230,12 +230,7 @@ def run_tflite(path: Path, sample) -> np.ndarray:
 
 
 def stamp() -> str:
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in subprocess.run(
-            ["lscpu"], capture_output=True, text=True, check=False).stdout.splitlines() if "Model name" in line)
-    except StopIteration:
-        cpu = platform.processor()
-    return f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, {cpu}"
+    return f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, {cpu_model()}"
 
 
 def print_table(results: dict) -> None:

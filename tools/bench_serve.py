@@ -33,6 +33,7 @@ BIN = Path(sys.executable).parent
 SERVERS = {"threads 1": ["--threads", "1"], "threads 2": ["--threads", "2"], "workers 2": ["--workers", "2"]}
 GOALS = {"threads_ratio_min": 1.6, "overhead_ms_max": 1.0, "errors": 0}
 sys.path.insert(0, str(ROOT / "tools"))
+from bench_host import cpu_model
 
 
 def start(model: Path, flags: list[str], tmp: Path) -> tuple[subprocess.Popen, int]:
@@ -122,8 +123,7 @@ def main() -> int:
             proc.wait(timeout=60)
     bare = bare_ms(args.model, x, 2000)
     result = {
-        "host": subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"], capture_output=True,
-                               text=True, check=False).stdout.strip(),
+        "host": cpu_model(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "model": str(args.model), "servers": rows,
         "threads_ratio": round(rows["threads 2"]["rps"] / rows["threads 1"]["rps"], 2),

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 GOAL = 1.3
 sys.path.insert(0, str(ROOT / "tools"))
+from bench_host import cpu_model
 
 
 def make_video(path: Path, frames: int = 120) -> Path:
@@ -70,8 +71,7 @@ def main() -> int:
         for kind in order:
             runs[kind].append(fps(args.model, video, tmp / f"{kind}.avi", kind == "sequential"))
     medians = {kind: statistics.median(values) for kind, values in runs.items()}
-    result = {"host": subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"], capture_output=True,
-                                     text=True, check=False).stdout.strip(),
+    result = {"host": cpu_model(),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "video": "120 frames 640x480 MJPG",
               "fps": runs, "median_fps": medians, "ratio": round(medians["pipelined"] / medians["sequential"], 2),
               "goal": GOAL}

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import thirdparty
 import thirdparty_inputs as inputs
+from bench_host import cpu_model
 
 BIN = Path(sys.executable).parent
 SOURCE_DATA = {"fer-emotion-h5": lambda: inputs.face_crops(32),
@@ -141,14 +142,6 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def host() -> str:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        return next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20, help="Timed runs per benchmark (default 20).")
@@ -170,7 +163,7 @@ def main() -> int:
             make = tflite_row if entry["format"] == "tflite" else source_row
             rows.append(make(entry, args.runs, work))
     print(markdown(rows))
-    print(json.dumps({"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "host": host(),
+    print(json.dumps({"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "host": cpu_model(),
                       "python": platform.python_version(), "runs": args.runs, "rows": rows}, default=str))
     return 0
 
