@@ -158,7 +158,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise RequestError(f"model {served.name} has version {version.version}, not {match['version']}", 404)
             rest = match["rest"] or ""
             if method == "GET" and rest in ("", "/metadata"):
-                self.send_json(200, self.status(served, version) if not rest else self.metadata(served, version))
+                self.send_json(200, tfserving.status_body(version.version) if not rest else self.metadata(served, version))
             elif method == "POST" and rest.startswith(":"):
                 self.infer(served, rest[1:])
             else:
@@ -174,10 +174,6 @@ class Handler(BaseHTTPRequestHandler):
             self.send_error_json(500, f"internal error: {type(err).__name__}")
 
     # -- endpoints ----------------------------------------------------------------------------------------------
-    @staticmethod
-    def status(served: ServedModel, version) -> dict:
-        return tfserving.status_body(version.version)
-
     @staticmethod
     def metadata(served: ServedModel, version) -> dict:
         model = version.probe_model

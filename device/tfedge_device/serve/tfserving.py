@@ -107,21 +107,17 @@ def _named(values: dict, names: list[str], dtype_of: dict, where: str) -> dict[s
     return {name: _array(values[name], name, dtype_of[name]) for name in names}
 
 
-def _json_value(array: np.ndarray):
-    return array.tolist()
-
-
 def predict_response(form: str, outputs, names: list[str]) -> dict:
     """Outputs -> the response body. Row form: `outputs` is [per-example [arrays without batch dim]];
     columnar: [arrays with batch dim]."""
     if form == "row":
         if len(names) == 1:
-            return {"predictions": [_json_value(example[0]) for example in outputs]}
-        return {"predictions": [{name: _json_value(value) for name, value in zip(names, example)}
+            return {"predictions": [example[0].tolist() for example in outputs]}
+        return {"predictions": [{name: value.tolist() for name, value in zip(names, example)}
                                 for example in outputs]}
     if len(names) == 1:
-        return {"outputs": _json_value(outputs[0])}
-    return {"outputs": {name: _json_value(value) for name, value in zip(names, outputs)}}
+        return {"outputs": outputs[0].tolist()}
+    return {"outputs": {name: value.tolist() for name, value in zip(names, outputs)}}
 
 
 def tensor_info(name: str, spec) -> dict:
