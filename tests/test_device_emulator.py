@@ -1,5 +1,6 @@
 """tfedge-run on an emulated Raspberry Pi 4 (tools/pi-emulator: qemu-user Cortex-A72, Debian arm64 Python 3.11,
-aarch64 LiteRT/numpy/pillow wheels): the digits int8 model classifies the digits images exactly as on x86-64.
+aarch64 LiteRT/numpy/pillow/OpenCV wheels): the digits int8 model classifies the digits images, and the frames of a
+video streamed through it, exactly as on x86-64.
 
 The emulator is built on first use (about a minute, cached in .cache/pi-emulator); the tests are skipped, with
 the tool's reason, where the machine cannot build it (no Debian apt, not x86-64 Linux, no mirror).
@@ -8,6 +9,7 @@ the tool's reason, where the machine cannot build it (no Debian apt, not x86-64 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -28,10 +30,9 @@ def emulator():
         pytest.skip(built.stderr.strip().splitlines()[-1])
     assert built.returncode == 0, built.stderr
 
-    def run(*args):
-        return subprocess.run(
-            [sys.executable, TOOL, *map(str, args)], capture_output=True, text=True, timeout=600, check=False
-        )
+    def run(*args, env=None):
+        return subprocess.run([sys.executable, TOOL, *map(str, args)], capture_output=True, text=True, timeout=600,
+                              check=False, env=None if env is None else {**os.environ, **env})
 
     return run
 
@@ -45,6 +46,13 @@ def test_emulated_pi4_is_aarch64_with_litert(emulator, digits_int8):
         and runtime["runtime"] == "litert"
         and runtime["python"].startswith("3.11")
     )
+
+
+def test_emulated_python_starts_emulated_children(emulator):
+    """sys.executable is the emulator's launcher, so guard.py's probe (a child Python) runs as on a Pi."""
+    child = "import subprocess, sys; print(subprocess.check_output([sys.executable, '-c', 'import platform; print(platform.machine())'], text=True))"
+    result = emulator("python", "-c", child)
+    assert result.returncode == 0 and result.stdout.split() == ["aarch64"], result
 
 
 def test_emulated_classify_equals_x86(emulator, digits_int8, digits_dir, tfedge_run):
@@ -87,3 +95,28 @@ def test_emulated_pi4_doctor_reads_the_pi_and_is_ready_for_cpu_inference(emulato
     edgetpu = emulator("tfedge-run", "doctor", "--edgetpu")
     assert edgetpu.returncode == 3 and "FAIL  libedgetpu" in edgetpu.stdout, edgetpu.stdout + edgetpu.stderr
     assert edgetpu.stderr.strip().splitlines()[-1].startswith("tfedge-run: error: not ready: libedgetpu")
+
+
+def test_emulated_pi4_streams_a_video_as_x86_does(emulator, digits_int8, digits_test, tfedge_run, tmp_path):
+    from test_stream import decoded_frames, write_digits_video
+    from tfedge_device.classify import Classifier
+
+    x, labels = digits_test
+    video = write_digits_video(tmp_path / "digits.avi", x, 6, fourcc="FFV1")  # lossless: same pixels on both
+    args = ["stream", digits_int8, "--video", video, "--json-lines", "--every", "2", "--max-frames", "6"]
+    arm = emulator("tfedge-run", *args, env={"TFEDGE_PROBE": "always"})  # guard's child Python runs emulated too
+    assert arm.returncode == 0, arm.stderr
+    assert "pipelined" in arm.stderr and "cannot probe" not in arm.stderr, arm.stderr
+    records = [json.loads(line) for line in arm.stdout.splitlines()]
+    summary = json.loads(arm.stderr.strip().splitlines()[-1])["summary"]
+    assert [r["frame"] for r in records] == [0, 2, 4] and summary["frames_processed"] == 3
+    x86 = tfedge_run(*args)
+    assert x86.returncode == 0, x86
+    drop = ("inference_ms",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in records] == [
+        {k: v for k, v in json.loads(line).items() if k not in drop} for line in x86.stdout.splitlines()
+    ]
+    classifier, frames = Classifier(digits_int8), decoded_frames(video)
+    for record in records:  # each equals classify on that frame, and reads the digit filmed
+        assert record["results"] == [p.to_dict() for p in classifier.classify_pixels(frames[record["frame"]]).classes]
+        assert record["results"][0]["label"] == str(labels[record["frame"]])

@@ -14,18 +14,23 @@ from conftest import assert_clean_error
 FRAMES = 24
 
 
-@pytest.fixture(scope="module")
-def video(tmp_path_factory, digits_test):
-    """FRAMES frames of 96x96, each a real held-out digit scaled up (a camera filmed the test set)."""
-    x, y = digits_test
-    path = tmp_path_factory.mktemp("stream") / "digits.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (96, 96))
+def write_digits_video(path, x, count, fourcc="MJPG"):
+    """`count` frames of 96x96, each a real held-out digit of `x` scaled up (a camera filmed the test set).
+    MJPG is a camera's codec; FFV1 is lossless, so every platform decodes the same pixels (MJPG does not:
+    ffmpeg's aarch64 and x86-64 IDCTs differ in the last bit)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10.0, (96, 96))
     assert writer.isOpened()
-    for i in range(FRAMES):
+    for i in range(count):
         digit = cv2.resize((x[i, :, :, 0] * 255).astype(np.uint8), (96, 96), interpolation=cv2.INTER_NEAREST)
         writer.write(np.repeat(digit[..., None], 3, axis=2))
     writer.release()
-    return path, y[:FRAMES]
+    return path
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory, digits_test):
+    x, y = digits_test
+    return write_digits_video(tmp_path_factory.mktemp("stream") / "digits.avi", x, FRAMES), y[:FRAMES]
 
 
 def decoded_frames(path):

@@ -7,8 +7,8 @@ rebuild happens only when its inputs change:
   qemu/     Debian's qemu-user-static (amd64), unpacked with dpkg -x: qemu-aarch64-static.
   sysroot/  Debian bookworm arm64 python3.11 (3.11.2, as on Raspberry Pi OS bookworm) and the libraries it
             needs, unpacked with dpkg -x; sysroot/proc/cpuinfo is a Raspberry Pi 4's.
-  site/     aarch64 wheels of the device package's requirements (ai-edge-litert, numpy, pillow, ...) and their
-            dependencies from PyPI, unpacked; pinned
+  site/     aarch64 wheels of the device package's requirements (ai-edge-litert, numpy, pillow, ...), of its
+            SITE_EXTRAS (opencv-python-headless) and their dependencies from PyPI, unpacked; pinned
             to the versions in the project's .venv, so emulated and host results compare like for like.
 The device package is not copied: PYTHONPATH points at REPO/device, so the emulator runs the checkout's code.
 
@@ -40,9 +40,12 @@ CPUINFO = HERE / "cpuinfo-raspberry-pi-4"
 SOURCES = Path("/etc/apt/sources.list.d/debian.sources")  # bookworm's deb822 sources (the machine's mirror)
 ROOT_PACKAGES = ("python3.11:arm64", "libstdc++6:arm64")  # libstdc++/libgcc_s: manylinux wheels use them
 SKIP_PACKAGES = ("dpkg", "tar", "install-info")  # pulled in by Pre-Depends, not needed to run Python
-DEVICE_SETUP = REPO / "device" / "setup.cfg"  # its install_requires are what the site gets
+DEVICE_SETUP = REPO / "device" / "setup.cfg"  # its install_requires (and SITE_EXTRAS) are what the site gets
+SITE_EXTRAS = ("stream",)  # opencv-python-headless: `tfedge-run stream` is what a Pi with a camera runs
 PYTHON_VERSION = "3.11"
-PLATFORM_TAG = "manylinux_2_27_aarch64"  # glibc 2.36 in bookworm; the tag pip's docs use for aarch64
+# Every manylinux tag bookworm's glibc 2.36 accepts, newest first, as pip on the Pi would: pip download takes
+# each --platform literally (manylinux_2_27 alone misses wheels tagged only manylinux_2_28, e.g. OpenCV 5's).
+PLATFORM_TAGS = tuple(f"manylinux_2_{minor}_aarch64" for minor in range(36, 16, -1))
 QEMU_CPU = "cortex-a72"  # the Raspberry Pi 4's core (BCM2711)
 
 
@@ -206,13 +209,15 @@ def host_python() -> str:
 
 
 def device_requirements() -> list[str]:
-    """Distribution names in device/setup.cfg's install_requires (all apply on aarch64)."""
+    """Distribution names in device/setup.cfg's install_requires and SITE_EXTRAS (all apply on aarch64)."""
     import configparser
     import re
 
     parser = configparser.ConfigParser()
     parser.read(DEVICE_SETUP)
     lines = parser.get("options", "install_requires").splitlines()
+    for extra in SITE_EXTRAS:
+        lines += parser.get("options.extras_require", extra).splitlines()
     return [
         re.split(r"[<>=!~;\[\s]", line.strip(), maxsplit=1)[0]
         for line in lines
@@ -232,9 +237,9 @@ def wheel_pins(python: str) -> list[str]:
 def build_site() -> Path:
     python = host_python()
     pins = wheel_pins(python)
-    with built("site", fingerprint(pins, PLATFORM_TAG, PYTHON_VERSION)) as temp:
+    with built("site", fingerprint(pins, PLATFORM_TAGS, PYTHON_VERSION)) as temp:
         if temp is not None:
-            log(f"pip download {' '.join(pins)} ({PLATFORM_TAG}, CPython {PYTHON_VERSION})")
+            log(f"pip download {' '.join(pins)} (manylinux aarch64, glibc <= 2.36, CPython {PYTHON_VERSION})")
             run(
                 [
                     python,
@@ -243,8 +248,7 @@ def build_site() -> Path:
                     "download",
                     "--disable-pip-version-check",
                     "-q",
-                    "--platform",
-                    PLATFORM_TAG,
+                    *(option for tag in PLATFORM_TAGS for option in ("--platform", tag)),
                     "--only-binary=:all:",
                     "--python-version",
                     PYTHON_VERSION,
@@ -275,13 +279,32 @@ def build() -> dict:
     with build_lock():
         apt = build_apt()
         parts = {"qemu": build_qemu(apt), "sysroot": build_sysroot(apt), "site": build_site()}
+        parts["python"] = build_launcher(parts["qemu"], parts["sysroot"])
     parts["seconds"] = round(time.perf_counter() - started, 1)
     return parts
 
 
+LAUNCHER = """#!/bin/sh
+# The emulated python3.11 as a program the host can start: sys.executable names this file (qemu's -0 sets argv[0]),
+# so a Python the device code starts (guard.py's probe, subprocess) runs emulated too, as on a Pi.
+exec {qemu} -cpu {cpu} -L {sysroot} -0 "$0" {sysroot}/usr/bin/python3.11 "$@"
+"""
+
+
+def build_launcher(qemu: Path, sysroot: Path) -> Path:
+    launcher = CACHE / "bin" / "python3.11"
+    text = LAUNCHER.format(qemu=qemu, cpu=QEMU_CPU, sysroot=sysroot)
+    if not launcher.exists() or launcher.read_text() != text:
+        launcher.parent.mkdir(exist_ok=True)
+        temp = launcher.with_suffix(".tmp")
+        temp.write_text(text)
+        temp.chmod(0o755)
+        os.replace(temp, launcher)
+    return launcher
+
+
 def command(parts: dict, args: list[str]) -> tuple[list[str], dict]:
     """The emulated `python3.11 ARGS` command line and its environment (clean: nothing of the host's Python)."""
-    sysroot = parts["sysroot"]
     env = {
         key: value
         for key, value in os.environ.items()
@@ -295,13 +318,4 @@ def command(parts: dict, args: list[str]) -> tuple[list[str], dict]:
             "LANG": env.get("LANG", "C.UTF-8"),
         }
     )
-    argv = [
-        str(parts["qemu"]),
-        "-cpu",
-        QEMU_CPU,
-        "-L",
-        str(sysroot),
-        str(sysroot / "usr" / "bin" / "python3.11"),
-        *args,
-    ]
-    return argv, env
+    return [str(parts["python"]), *args], env
