@@ -311,13 +311,14 @@ def test_a_redeployed_bundle_swaps_in_without_dropping_requests(digits_int8, dig
 @pytest.fixture(scope="module")
 def slow_model(tmp_path_factory) -> Path:
     """A float model that takes ~tens of ms per inference (large dense layers), to fill the queue."""
+    import keras
     import tensorflow as tf
 
-    inputs = tf.keras.Input((1024,), batch_size=1)
+    inputs = keras.Input((1024,), batch_size=1)
     x = inputs
     for _ in range(12):
-        x = tf.keras.layers.Dense(1024)(x)
-    model = tf.keras.Model(inputs, x)
+        x = keras.layers.Dense(1024)(x)
+    model = keras.Model(inputs, x)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     path = tmp_path_factory.mktemp("slow") / "slow.tflite"
     path.write_bytes(converter.convert())
@@ -449,5 +450,35 @@ def test_a_real_dynamic_input_model_takes_each_request_at_its_shape(tmp_path):
         status, _, meta = served.request("GET", "/v1/models/mel/metadata")
         (tensor,) = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"].values()
         assert [int(d["size"]) for d in tensor["tensor_shape"]["dim"]] == [-1, -1]
+    finally:
+        assert served.stop() == 0
+
+
+def test_a_stateful_model_starts_every_request_from_its_initial_state(tmp_path):
+    """A model with resource variables (a running total): a request's examples carry the state in order; the next
+    request, on whichever pooled interpreter, starts again from zero (not from the last client's total)."""
+    import tensorflow as tf
+    from test_device_run import _convert
+
+    class Total(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.total = tf.Variable(tf.zeros([1, 4]))
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32, name="x")])
+        def __call__(self, x):
+            self.total.assign_add(x)
+            return {"total": self.total.read_value() + 0.0}
+
+    total = Total()
+    model = _convert(total.__call__, total, tmp_path / "total.tflite", experimental_enable_resource_variables=True)
+    served = Served(tmp_path, model, "--threads", "2")
+    try:
+        steps = [[1.0, 2.0, 3.0, 4.0], [10.0, 20.0, 30.0, 40.0], [0.5, 0.5, 0.5, 0.5]]
+        running = np.cumsum(steps, axis=0).tolist()
+        for _ in range(3):
+            status, _, answer = served.request("POST", "/v1/models/total:predict", {"instances": steps})
+            assert status == 200, answer
+            assert answer == {"predictions": running}
     finally:
         assert served.stop() == 0

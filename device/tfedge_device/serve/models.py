@@ -69,8 +69,13 @@ class Worker:
 
     def predict(self, form: str, values) -> list:
         """Row form: [per-example {name: array}] -> [per-example [output arrays]]; columnar: {name: array with
-        batch} -> [output arrays with batch]. A batch-1 model runs the examples one by one."""
+        batch} -> [output arrays with batch]. A batch-1 model runs the examples one by one.
+        A stateful model (resource variables) starts every request from its initial state, and the request's
+        examples run in order through this one interpreter, carrying the state (a keyword spotter's frames):
+        requests are independent, whichever pooled interpreter takes them."""
         model: Model = self.task("predict")
+        if model.stateful:
+            model.reset_state()
         names = self.version.input_names
         if form == "row":
             return [[_unbatched(out, spec) for out, spec in zip(
