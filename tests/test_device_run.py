@@ -37,6 +37,24 @@ def _convert(function, trackable, path, **settings):
     return path
 
 
+def state_model(path):
+    """x [1, 4] -> total: a tf.Variable accumulating every x (resource variables)."""
+    import tensorflow as tf
+
+    class State(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.total = tf.Variable(tf.zeros([1, 4]))
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32, name="x")])
+        def __call__(self, x):
+            self.total.assign_add(x)
+            return {"total": self.total.read_value() + 0.0}
+
+    state = State()
+    return _convert(state.__call__, state, path, experimental_enable_resource_variables=True)
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, digits_test):
     import tensorflow as tf
@@ -63,16 +81,6 @@ def built(tmp_path_factory, digits_test):
                     "alpha": tf.expand_dims(tf.argmax(features, axis=-1, output_type=tf.int32), -1),
                     "mid": tf.reduce_sum(features, axis=-1)}
 
-    class State(tf.Module):
-        def __init__(self):
-            super().__init__()
-            self.total = tf.Variable(tf.zeros([1, 4]))
-
-        @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32, name="x")])
-        def __call__(self, x):
-            self.total.assign_add(x)
-            return {"total": self.total.read_value() + 0.0}
-
     models = {}
     for name, module in (("dense", Dense()), ("two", Two()), ("multi", Multi())):
         models[name] = _convert(module.__call__, module, out / f"{name}.tflite")
@@ -83,8 +91,7 @@ def built(tmp_path_factory, digits_test):
 
     custom = Custom()
     models["custom"] = _convert(custom.__call__, custom, out / "custom.tflite", allow_custom_ops=True)
-    state = State()
-    models["state"] = _convert(state.__call__, state, out / "state.tflite", experimental_enable_resource_variables=True)
+    models["state"] = state_model(out / "state.tflite")
 
     import keras
 

@@ -457,27 +457,15 @@ def test_a_real_dynamic_input_model_takes_each_request_at_its_shape(tmp_path):
 def test_a_stateful_model_starts_every_request_from_its_initial_state(tmp_path):
     """A model with resource variables (a running total): a request's examples carry the state in order; the next
     request, on whichever pooled interpreter, starts again from zero (not from the last client's total)."""
-    import tensorflow as tf
-    from test_device_run import _convert
+    from test_device_run import state_model
 
-    class Total(tf.Module):
-        def __init__(self):
-            super().__init__()
-            self.total = tf.Variable(tf.zeros([1, 4]))
-
-        @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32, name="x")])
-        def __call__(self, x):
-            self.total.assign_add(x)
-            return {"total": self.total.read_value() + 0.0}
-
-    total = Total()
-    model = _convert(total.__call__, total, tmp_path / "total.tflite", experimental_enable_resource_variables=True)
+    model = state_model(tmp_path / "state.tflite")
     served = Served(tmp_path, model, "--threads", "2")
     try:
         steps = [[1.0, 2.0, 3.0, 4.0], [10.0, 20.0, 30.0, 40.0], [0.5, 0.5, 0.5, 0.5]]
         running = np.cumsum(steps, axis=0).tolist()
         for _ in range(3):
-            status, _, answer = served.request("POST", "/v1/models/total:predict", {"instances": steps})
+            status, _, answer = served.request("POST", "/v1/models/state:predict", {"instances": steps})
             assert status == 200, answer
             assert answer == {"predictions": running}
     finally:
