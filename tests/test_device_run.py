@@ -210,9 +210,17 @@ def test_wav_decoding_of_every_pcm_width(tmp_path):
     np.testing.assert_allclose(read_input_file(tmp_path / "w3.wav").arrays[None], ints / 2**23, rtol=1e-6)
 
 
-def test_a_custom_op_the_runtime_lacks_is_described_then_refused_with_its_name(tfedge_run, built, tmp_path):
-    info = json.loads(tfedge_run("info", built["custom"], "--json").stdout)  # described: nothing is prepared
+def test_a_custom_op_the_runtime_lacks_is_named_by_info_then_refused_by_run(tfedge_run, built, tmp_path):
+    from test_device_detect import ssd_model
+
+    info = json.loads(tfedge_run("info", built["custom"], "--json").stdout)  # described, and the op named
     assert [t["signature_name"] for t in info["model"]["inputs"] + info["model"]["outputs"]] == ["m", "inverse"]
+    assert (info["model"]["custom_ops"], info["model"]["custom_ops_missing"]) == (["MatrixInverse"], ["MatrixInverse"])
+    text = tfedge_run("info", built["custom"])
+    assert text.returncode == 0 and "custom ops   MatrixInverse: this runtime lacks MatrixInverse;" in text.stdout
+    (tmp_path / "ssd.tflite").write_bytes(ssd_model())  # a custom op LiteRT has
+    info = json.loads(tfedge_run("info", tmp_path / "ssd.tflite", "--json").stdout)
+    assert (info["model"]["custom_ops"], info["model"]["custom_ops_missing"]) == (["TFLite_Detection_PostProcess"], [])
     np.save(tmp_path / "m.npy", np.eye(2, dtype=np.float32)[None])
     for command in (("run", built["custom"], "--input", tmp_path / "m.npy"), ("bench", built["custom"])):
         assert_clean_error(tfedge_run(*command), 3, "custom op MatrixInverse", "custom.tflite")

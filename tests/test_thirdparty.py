@@ -139,6 +139,14 @@ def test_info_lists_tensors_by_signature_name_and_shape_signature(tfedge_run, da
         assert [t["name"] for t in model[group]] == [d["name"] for d in bare[group]]
         assert [t["shape_signature"] for t in model[group]] == [signature(d) for d in bare[group]]
         assert [t["signature_name"] or t["name"] for t in model[group]] == [d["key"] for d in bare[group]]
+    kinds = MODELS[name]["kind"]
+    if "custom-op-missing" in kinds:  # named, with the one LiteRT stopped at
+        refused = MODELS[name]["refused_op"]
+        assert refused in model["custom_ops"] and model["custom_ops_missing"] == [refused], model
+    elif "custom-op-resolved" in kinds:
+        assert model["custom_ops"] == ["Convolution2DTransposeBias"] and model["custom_ops_missing"] == [], model
+    else:
+        assert model["custom_ops"] == [] and model["custom_ops_missing"] == [], model
 
 
 @pytest.mark.parametrize("name", RUNNABLE)

@@ -122,6 +122,16 @@ def dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
     return (values.astype(np.float32) - spec.zero_point) * np.float32(spec.scale)
 
 
+def custom_ops(model_bytes: bytes) -> list[str]:
+    """The custom op names among the model's operator codes (e.g. TFLite_Detection_PostProcess, MatrixInverse),
+    read from the flatbuffer with the `tflite` schema package."""
+    import tflite
+
+    model = tflite.Model.GetRootAsModel(model_bytes, 0)
+    codes = (model.OperatorCodes(i) for i in range(model.OperatorCodesLength()))
+    return sorted({code.CustomCode().decode("utf-8", "replace") for code in codes if code.CustomCode()})
+
+
 def needs_edgetpu(model_bytes: bytes) -> bool:
     """True when the model was compiled by edgetpu_compiler: one of its operator codes is the custom op
     `edgetpu-custom-op` (coral.ai/docs/edgetpu/compiler), read from the flatbuffer with the `tflite` schema
@@ -129,11 +139,7 @@ def needs_edgetpu(model_bytes: bytes) -> bool:
     bytes at all is answered without parsing, so a CPU model's cold start does not import `tflite`."""
     if EDGETPU_CUSTOM_OP not in model_bytes:
         return False
-    import tflite
-
-    model = tflite.Model.GetRootAsModel(model_bytes, 0)
-    codes = (model.OperatorCodes(i) for i in range(model.OperatorCodesLength()))
-    return any(code.CustomCode() == EDGETPU_CUSTOM_OP for code in codes)
+    return EDGETPU_CUSTOM_OP.decode() in custom_ops(model_bytes)
 
 
 class Model:
@@ -189,6 +195,20 @@ class Model:
                 )
         except _LOAD_ERRORS as err:
             raise self._load_error(err) from err
+
+    def unresolved_custom_ops(self) -> list[str] | None:
+        """The model's custom ops this runtime has no kernel for, found by preparing a throwaway interpreter
+        (this one stays unallocated); None when that cannot tell (it failed for another reason, e.g. a dynamic
+        input it cannot prepare at its placeholder shape)."""
+        if not custom_ops(self.model_bytes):
+            return []
+        try:
+            with quiet_native():
+                self._make_interpreter().allocate_tensors()
+        except _LOAD_ERRORS as err:
+            missing = re.findall(r"unresolved custom op: (\w+)", str(err))
+            return sorted(set(missing)) or None
+        return []
 
     def _load_error(self, err: Exception) -> Exception:
         detail = " ".join(str(err).split())[:300] or type(err).__name__

@@ -2,8 +2,9 @@
 
 Runtime in use (LiteRT or tflite-runtime), its version and known limitations; whether the Edge TPU library
 loads; the model's inputs and outputs with their signature names, shape signatures (-1 where dynamic),
-dtypes and quantization; whether it was compiled for the Edge TPU (then it needs the delegate); and the
-manifest beside it. Nothing is allocated or run: a model whose dynamic input the runtime cannot prepare at
+dtypes and quantization; whether it was compiled for the Edge TPU (then it needs the delegate); its custom ops
+and which of them this runtime lacks (a throwaway interpreter is prepared to find out); and the manifest beside
+it. The model's own interpreter is never allocated or run: a model whose dynamic input the runtime cannot prepare at
 its placeholder shape is described all the same (with the --input-shape its commands need). An Edge TPU
 model is described without loading it when the delegate is absent (its tensors then come from the manifest).
 """
@@ -38,7 +39,7 @@ def model_info(path, edgetpu: bool = False) -> dict:
 
     from ..bundle import edgetpu_library_loads
     from ..manifest import find_manifest
-    from ..model import Model, needs_edgetpu, read_model_bytes
+    from ..model import Model, custom_ops, needs_edgetpu, read_model_bytes
     from ..runtime import describe
     from ..shapes import batch_default, flag_example, manifest_defaults
 
@@ -73,6 +74,8 @@ def model_info(path, edgetpu: bool = False) -> dict:
     else:
         model = Model(path, edgetpu=edgetpu, allocate=False)  # described, never allocated nor invoked
         info["model"].update({**model.describe(), "loaded": True, "needs_edgetpu_delegate": compiled})
+        info["model"]["custom_ops"] = custom_ops(data)
+        info["model"]["custom_ops_missing"] = model.unresolved_custom_ops()  # a throwaway interpreter prepares it
         defaults = manifest_defaults(model, manifest)
         for position, (tensor, spec) in enumerate(zip(info["model"]["inputs"], model.inputs)):
             if spec.dynamic:
@@ -122,6 +125,16 @@ def manifest_line(manifest: dict) -> str:
     return ", ".join(parts)
 
 
+def custom_ops_line(names: list[str], missing: list[str] | None) -> str:
+    if missing is None:
+        return f"{', '.join(names)} (whether this runtime has them shows when the model is prepared: run, bench)"
+    if not missing:
+        return f"{', '.join(names)} (this runtime runs them)"
+    unchecked = " (the first it met; the others are not checked)" if len(missing) < len(names) else ""
+    return (f"{', '.join(names)}: this runtime lacks {', '.join(missing)}{unchecked}; run it where the op's "
+            "implementation is registered (the framework that made the model)")
+
+
 def print_info(info: dict) -> None:
     runtime, model = info["runtime"], info["model"]
     kind = (
@@ -149,6 +162,8 @@ def print_info(info: dict) -> None:
     ]
     if model.get("note"):
         rows.append(("", model["note"]))
+    if model.get("custom_ops"):
+        rows.append(("custom ops", custom_ops_line(model["custom_ops"], model.get("custom_ops_missing"))))
     rows += [(f"input {i}", tensor_line(t)) for i, t in enumerate(model["inputs"])]
     rows += [(f"output {i}", tensor_line(t)) for i, t in enumerate(model["outputs"])]
     rows.append(
