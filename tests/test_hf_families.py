@@ -16,7 +16,7 @@ from conftest import assert_clean_error
 FIXTURES = Path(__file__).parent / "fixtures" / "hf"
 SENTENCES = Path(__file__).parents[1] / "models" / "text" / "sentences.txt"
 TEXT = ("bert", "distilbert", "albert", "roberta", "xlm-roberta")
-VISION = ("vit", "deit")
+VISION = ("vit", "deit", "dinov2")
 SEQ_LEN = 64
 FLOAT_RTOL = 1e-4  # float32 .tflite logits vs PyTorch, relative to the largest |logit| of the sample
 DYNAMIC_RTOL = 0.1  # dynamic-range (int8 weights, float activations): the stated budget; argmax equal
@@ -240,16 +240,21 @@ def test_unsupported_model_type_names_it_and_the_readable_ones(tfedge, tmp_path)
     (root / "config.json").write_text(json.dumps(config))
     result = tfedge("convert", f"hf:{root}", "-o", tmp_path / "out.tflite")
     assert_clean_error(result, 2, "model_type 'electra'", "no reader", "bert", "distilbert", "albert", "roberta",
-                       "xlm-roberta", "vit", "deit")
+                       "xlm-roberta", "vit", "deit", "dinov2")
     assert not (tmp_path / "out.tflite").exists()
 
 
-def test_preprocessor_config_without_a_fixed_size_is_refused():
+def test_preprocessor_config_sizes():
     from tfedge.convert.hf_vision import image_spec_from_processor
     from tfedge.errors import BadInput
 
-    with pytest.raises(BadInput, match="shortest_edge.*not a fixed height x width"):
+    with pytest.raises(BadInput, match="shortest edge to 224 without a centre crop"):
         image_spec_from_processor({"size": {"shortest_edge": 224}}, 224)
+    with pytest.raises(BadInput, match="longest_edge.*not a fixed height x width"):
+        image_spec_from_processor({"size": {"longest_edge": 224}}, 224)
+    spec = image_spec_from_processor({"size": {"shortest_edge": 256}, "do_center_crop": True,
+                                      "crop_size": {"height": 224, "width": 224}}, 224)
+    assert (spec.resize_shortest, spec.resize_to, spec.height) == (256, None, 224)
     with pytest.raises(BadInput, match="makes 32x32 images but the model takes 64x64"):
         image_spec_from_processor({"size": {"height": 32, "width": 32}}, 64)
     spec = image_spec_from_processor({"size": {"height": 73, "width": 73}, "do_center_crop": True,

@@ -2,8 +2,8 @@
 """The seeds' table: Transformer families on LiteRT, 1 thread, seq 128 / 224 px, per quantization mode.
 
 Rows: BERT-base (12 layers, 768), DistilBERT (6, 768), TinyBERT-4 (4, 312), MiniLM-L6 (the real
-all-MiniLM-L6-v2 checkpoint), ALBERT-base (12 shared layers, 768, embeddings 128), ViT-Tiny/16 and DeiT-Tiny at
-224 px. All but MiniLM are keras-hub backbones at the published architecture with RANDOM weights (no weights
+all-MiniLM-L6-v2 checkpoint), ALBERT-base (12 shared layers, 768, embeddings 128), ViT-Tiny/16, DeiT-Tiny and DINOv2-small/14
+at 224 px. All but MiniLM are keras-hub backbones at the published architecture with RANDOM weights (no weights
 are downloaded): their speed and size are real, their accuracy figures say how far each mode moves the
 output of the same random network, not task accuracy. Text models run as sentence embedders (mean pooling)
 with MiniLM's WordPiece tokenizer; vision models output the [CLS] embedding.
@@ -56,6 +56,10 @@ ARCHITECTURES = {
                                  "num_heads": 3, "hidden_dim": 192, "mlp_dim": 768}, "ViT-Tiny/16, 224 px"),
     "deit-tiny": ("DeiTBackbone", {"image_shape": (224, 224, 3), "patch_size": 16, "num_layers": 12, "num_heads": 3,
                                    "hidden_dim": 192, "intermediate_dim": 768}, "DeiT-Tiny/16 distilled, 224 px"),
+    "dinov2-small": ("DINOV2Backbone", {"image_shape": (224, 224, 3), "position_embedding_shape": (518, 518, 3),
+                                        "patch_size": 14, "num_layers": 12, "num_heads": 6, "hidden_dim": 384,
+                                        "intermediate_dim": 1536, "layer_scale_init_value": 1.0},
+                     "DINOv2-small/14, 224 px (518-px position grid)"),
 }
 MODES = ("float32", "dynamic", "int8", "selective-int8", "auto")
 PLAIN = "-plain"  # MODE-plain: MODE without tfedge.convert.rewrites (does each family gain from them?)

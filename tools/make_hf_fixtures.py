@@ -10,7 +10,7 @@ Needs PyTorch, transformers, tokenizers, scikit-image — in a venv of its own, 
 
 Each family directory holds what `save_pretrained` writes (config.json, model.safetensors), a tokenizer.json
 trained here on models/text/sentences.txt (WordPiece for BERT/DistilBERT, byte-level BPE for RoBERTa, Unigram
-for ALBERT/XLM-R) or a preprocessor_config.json (ViT/DeiT), and reference.npz: the inputs and PyTorch's
+for ALBERT/XLM-R) or a preprocessor_config.json (ViT/DeiT/DINOv2), and reference.npz: the inputs and PyTorch's
 logits. Text inputs: held-out sentences (odd lines of sentences.txt) tokenized with the family's
 tokenizer.json through `tokenizers`, one sentence at a time, unpadded. Image inputs: scikit-image's photos
 through the checkpoint's own image processor (transformers' PIL processor), pixel_values NCHW.
@@ -106,6 +106,12 @@ FAMILIES = {
             dict(SMALL, image_size=64, patch_size=16, qkv_bias=True)),
     "deit": ("DeiTForImageClassificationWithTeacher", "DeiTConfig", None,
              dict(SMALL, image_size=64, patch_size=16, qkv_bias=True)),
+    # DINOv2's position grid (image_size 98: 7x7 patches of 14, as the real 518: 37x37) is larger than the
+    # images its processor makes (56 px: 4x4), so PyTorch interpolates the position embeddings, as for the real
+    # checkpoints' 224-px crops.
+    "dinov2": ("Dinov2ForImageClassification", "Dinov2Config", None,
+               dict({k: v for k, v in SMALL.items() if k != "intermediate_size"}, mlp_ratio=2, image_size=98,
+                    patch_size=14)),
 }
 IMAGE_PROCESSORS = {  # what the real checkpoints' preprocessor_config.json say, at the fixtures' 64 px
     "vit": ("ViTImageProcessorPil", {"size": {"height": 64, "width": 64}, "resample": 2, "do_rescale": True,
@@ -113,6 +119,9 @@ IMAGE_PROCESSORS = {  # what the real checkpoints' preprocessor_config.json say,
     "deit": ("DeiTImageProcessorPil", {"size": {"height": 73, "width": 73}, "crop_size": {"height": 64, "width": 64},
                                            "do_center_crop": True, "resample": 3, "do_rescale": True,
                                            "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}),
+    "dinov2": ("BitImageProcessorPil", {"size": {"shortest_edge": 64}, "crop_size": {"height": 56, "width": 56},
+                                        "do_center_crop": True, "resample": 3, "do_rescale": True,
+                                        "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}),
 }
 
 

@@ -58,6 +58,17 @@ def get_preset(name: str) -> Normalization:
     return PRESETS[name]
 
 
+OPTIONAL_KEYS = ("mean", "std", "resize_to", "resize_shortest")  # ImageSpec keys a manifest may leave out
+
+
+def shortest_edge_size(width: int, height: int, shortest: int) -> tuple[int, int]:
+    """(h, w) with the shorter side `shortest` and the aspect kept, the longer side truncated, as Hugging Face's
+    get_resize_output_image_size(default_to_square=False) computes it."""
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = shortest, int(shortest * long / short)
+    return (new_long, new_short) if width <= height else (new_short, new_long)
+
+
 @dataclass(frozen=True)
 class ImageSpec:
     """How to turn an image file into one input tensor (without the batch dimension)."""
@@ -69,10 +80,13 @@ class ImageSpec:
     resize: str = "bilinear"
     fit: str = "stretch"  # one of FITS
     # A checkpoint's own preprocessing (Hugging Face preprocessor_config.json), in pixel units 0..255: when
-    # set, mean/std replace the preset's; resize_to [h, w] is resized to first, then centre-cropped.
+    # set, mean/std replace the preset's; resize_to [h, w] is resized to first, then centre-cropped;
+    # resize_shortest N resizes the shorter side to N keeping the aspect (HF's `shortest_edge`, torchvision's
+    # Resize(N)), then centre-crops.
     mean: tuple | None = None
     std: tuple | None = None
     resize_to: tuple | None = None
+    resize_shortest: int | None = None
 
     def __post_init__(self):
         if self.fit not in FITS:
@@ -80,11 +94,11 @@ class ImageSpec:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        return {k: v for k, v in data.items() if v is not None or k not in ("mean", "std", "resize_to")}
+        return {k: v for k, v in data.items() if v is not None or k not in OPTIONAL_KEYS}
 
     @classmethod
     def from_dict(cls, data: dict) -> ImageSpec:
-        known = ("height", "width", "channels", "preset", "resize", "fit", "mean", "std", "resize_to")
+        known = ("height", "width", "channels", "preset", "resize", "fit", *OPTIONAL_KEYS)
         return cls(**{k: tuple(data[k]) if isinstance(data[k], list) else data[k] for k in known if k in data})
 
     def normalization(self) -> Normalization:
@@ -178,7 +192,10 @@ def fit_image(image, spec: ImageSpec):
 
     width, height = image.size
     if spec.fit == "stretch":
-        resized_h, resized_w = spec.resize_to or (spec.height, spec.width)
+        if spec.resize_shortest:
+            resized_h, resized_w = shortest_edge_size(width, height, spec.resize_shortest)
+        else:
+            resized_h, resized_w = spec.resize_to or (spec.height, spec.width)
         if image.size != (resized_w, resized_h):
             image = image.resize((resized_w, resized_h), RESAMPLE[spec.resize])
         top, left = (resized_h - spec.height) // 2, (resized_w - spec.width) // 2

@@ -66,7 +66,7 @@ def convert(source, output, mode, io_type, calib, calib_count, preprocess, label
     """Convert SOURCE to TFLite and verify it against SOURCE.
 
     SOURCE: a SavedModel directory, a Keras 3 .keras file, a tf_keras .h5 file, keras-app:NAME
-    (a keras.applications architecture) or hf:DIR (a BERT-family Hugging Face directory).
+    (a keras.applications architecture) or hf:DIR (a Hugging Face directory: BERT family, ViT, DeiT, DINOv2).
     """
     from ..convert.pipeline import ConvertRequest
     from ..convert.pipeline import convert as run

@@ -37,6 +37,9 @@ class Family:
     fixes: tuple = field(default_factory=tuple)  # names in FIXES, applied in order after keras-hub read it
     rewrites: tuple = ("attention", "dense")  # tfedge.convert.rewrites applied at export
     rewrites_skipped: dict = field(default_factory=dict)  # rewrite name -> why not (said in the notes)
+    # The model takes the processor's crop size, not config.json's image_size (DINOv2: a 518-px position grid,
+    # 224-px images): the backbone is built at the crop size and its position embeddings resized.
+    image_size_from_processor: bool = False
 
 
 def _set_activation(backbone, config: dict, tensors) -> str | None:
@@ -110,8 +113,49 @@ def _layer_norm_epsilon(backbone, config: dict, tensors) -> str | None:
     return f"layer_norm_eps {eps:g} set on {changed} LayerNorm layers, as config.json says" if changed else None
 
 
+def torch_bicubic_matrix(source: int, target: int) -> np.ndarray:
+    """[target, source] weights of PyTorch's F.interpolate(mode="bicubic", align_corners=False, antialias=False)
+    along one axis: Keys' cubic with A = -0.75, source index (i + 0.5) * source / target - 0.5 (not clamped),
+    neighbours clamped to the edge (aten/src/ATen/native/UpSample.h). TensorFlow's bicubic (keras.ops.image.resize)
+    uses A = -0.5, so its result differs."""
+    a = -0.75
+
+    def cubic(x):
+        x = abs(x)
+        if x <= 1:
+            return ((a + 2) * x - (a + 3)) * x * x + 1
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a if x < 2 else 0.0
+
+    matrix = np.zeros((target, source), np.float64)
+    for i in range(target):
+        position = (i + 0.5) * source / target - 0.5
+        base = int(np.floor(position))
+        t = position - base
+        for offset, weight in zip((-1, 0, 1, 2), (cubic(1 + t), cubic(t), cubic(1 - t), cubic(2 - t))):
+            matrix[i, min(max(base + offset, 0), source - 1)] += weight
+    return matrix
+
+
+def _interpolate_positions(backbone, config: dict, tensors) -> str | None:
+    """DINOv2 on images smaller than its position grid (the real checkpoints: 37x37 patches, images 224 px): the
+    position embeddings resized to the image's grid as PyTorch does; keras-hub resizes with TensorFlow's bicubic."""
+    embeddings = backbone.embeddings
+    table = np.asarray(tensors.get("embeddings.position_embeddings"), np.float64)  # [1, 1 + grid^2, hidden]
+    grid = round((table.shape[1] - 1) ** 0.5)
+    target = int(backbone.image_shape[0]) // int(backbone.patch_size)
+    if grid == target:
+        return None
+    resize = torch_bicubic_matrix(grid, target)
+    patches = table[0, 1:].reshape(grid, grid, -1)
+    patches = np.einsum("ih,jw,hwc->ijc", resize, resize, patches).reshape(1, target * target, -1)
+    embeddings.interpolated_position_embeddings.assign(
+        np.concatenate([table[:, :1], patches], axis=1).astype(np.float32))
+    return (f"position embeddings resized {grid}x{grid} -> {target}x{target} patches with PyTorch's bicubic "
+            "(A = -0.75), as transformers does (keras-hub's TensorFlow bicubic differs)")
+
+
 FIXES: dict[str, Callable] = {"activation": _set_activation, "token_type": _fold_token_type,
-                              "layer_norm_eps": _layer_norm_epsilon}
+                              "layer_norm_eps": _layer_norm_epsilon, "positions": _interpolate_positions}
 
 # Both rewrites are valid on ViT/DeiT (tests/test_hf_families.py) but gain nothing there: the image input has
 # fixed shapes (no dynamic tensordot to flatten) and no padding mask (no SELECT_V2 to remove). Measured at 224 px,
@@ -130,13 +174,15 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
     Family("xlm-roberta", "XLMRobertaBackbone", "text", "Unigram", fixes=("activation", "layer_norm_eps")),
     Family("vit", "ViTBackbone", "image", rewrites=(), rewrites_skipped=VISION_SKIPPED),
     Family("deit", "DeiTBackbone", "image", rewrites=(), rewrites_skipped=VISION_SKIPPED),
+    Family("dinov2", "DINOV2Backbone", "image", fixes=("positions",), rewrites=(), rewrites_skipped=VISION_SKIPPED,
+           image_size_from_processor=True),
 )}
 # Encoders people ask for that keras-hub (0.32) cannot read from a Hugging Face directory, and why.
 UNREADABLE = {
     "electra": "keras-hub has an ElectraBackbone but no reader for Hugging Face checkpoints",
     "mobilebert": "keras-hub has no MobileBERT model",
     "deberta-v2": "keras-hub's DeBERTa-v3 has no reader for Hugging Face checkpoints",
-    "dinov2": "not wired in tfedge yet (keras-hub reads it)",
+    "dinov2_with_registers": "not wired in tfedge yet (keras-hub reads it; tfedge reads dinov2 without registers)",
 }
 
 
@@ -184,8 +230,9 @@ class Tensors:
         return self.tensors[matches[0]] if len(matches) == 1 else None
 
 
-def load_backbone(family: Family, root: Path, config: dict, tensors: Tensors):
-    """keras-hub's backbone for `family` read from DIR, with tfedge's fixes -> (backbone, notes)."""
+def load_backbone(family: Family, root: Path, config: dict, tensors: Tensors, **kwargs):
+    """keras-hub's backbone for `family` read from DIR (kwargs override its config), with tfedge's fixes ->
+    (backbone, notes)."""
     tensorflow()
     try:
         import keras_hub
@@ -193,7 +240,7 @@ def load_backbone(family: Family, root: Path, config: dict, tensors: Tensors):
         raise EnvironmentMissing("keras-hub is not installed", hint="pip install keras-hub safetensors") from None
     try:
         with quiet_native():
-            backbone = getattr(keras_hub.models, family.backbone).from_preset(str(root))
+            backbone = getattr(keras_hub.models, family.backbone).from_preset(str(root), **kwargs)
     except (ValueError, KeyError, OSError, TypeError) as err:
         raise BadInput(f"keras-hub cannot build a {family.backbone} from {root}: "
                        f"{' '.join(str(err).split())[:300]}",
@@ -202,14 +249,15 @@ def load_backbone(family: Family, root: Path, config: dict, tensors: Tensors):
     return backbone, notes
 
 
-def load_family(root: Path, config: dict):
-    """(family, backbone, checkpoint tensors, notes) for a Hugging Face directory or a keras-hub preset."""
+def load_family(root: Path, config: dict, **kwargs):
+    """(family, backbone, checkpoint tensors, notes) for a Hugging Face directory or a keras-hub preset; kwargs
+    override the backbone's config (e.g. image_shape)."""
     family = family_of(config, root)
     if "model_type" not in config:  # a keras-hub preset: keras-hub wrote it, nothing to fix, no task head
-        backbone, _ = load_backbone(family, root, {}, Tensors({}))
+        backbone, _ = load_backbone(family, root, {}, Tensors({}), **kwargs)
         return family, backbone, {}, []
     tensors = safetensor_tensors(root)
-    backbone, notes = load_backbone(family, root, config, Tensors(tensors))
+    backbone, notes = load_backbone(family, root, config, Tensors(tensors), **kwargs)
     return family, backbone, tensors, notes
 
 

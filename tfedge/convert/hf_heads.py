@@ -9,6 +9,7 @@ checkpoint is rebuilt here from its tensors (PyTorch Linear weights are [out, in
   roberta, xlm-roberta  out_proj(tanh(dense(sequence[:, 0])))      (RobertaClassificationHead)
   vit, deit             classifier(sequence[:, 0])                 (after the final LayerNorm)
   deit with teacher     (cls_classifier(sequence[:, 0]) + distillation_classifier(sequence[:, 1])) / 2
+  dinov2                classifier(concat(sequence[:, 0], mean(sequence[:, 1:])))  (Dinov2ForImageClassification)
 
 The outputs are logits, as PyTorch's; the manifest says so (`scores: logits`) and the device applies softmax.
 A checkpoint without a head (e.g. `BertModel`) gets a head trained elsewhere (classifier.weights.h5) or a
@@ -81,6 +82,17 @@ def _deit_with_teacher(tensors):
     return (lambda sequence, pooled: (cls(sequence[:, 0]) + distillation(sequence[:, 1])) / 2.0), (cls, distillation)
 
 
+def _cls_and_mean_patch(tensors):
+    classifier = _dense(tensors, "classifier")
+
+    def call(sequence, pooled):
+        import keras
+
+        return classifier(keras.ops.concatenate([sequence[:, 0], keras.ops.mean(sequence[:, 1:], axis=1)], axis=-1))
+
+    return call, (classifier,)
+
+
 # (model_type, architecture suffix) -> head builder
 HEADS: dict[tuple[str, str], Callable] = {
     ("bert", "ForSequenceClassification"): _pooled_classifier,
@@ -91,6 +103,7 @@ HEADS: dict[tuple[str, str], Callable] = {
     ("vit", "ForImageClassification"): _first_token_classifier,
     ("deit", "ForImageClassification"): _first_token_classifier,
     ("deit", "ForImageClassificationWithTeacher"): _deit_with_teacher,
+    ("dinov2", "ForImageClassification"): _cls_and_mean_patch,
 }
 HEAD_SUFFIXES = ("ForImageClassificationWithTeacher", "ForSequenceClassification", "ForImageClassification")
 

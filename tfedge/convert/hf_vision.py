@@ -1,4 +1,4 @@
-"""`hf:DIR` vision Transformers (ViT, DeiT): keras-hub's backbone + the checkpoint's own classifier, on one
+"""`hf:DIR` vision Transformers (ViT, DeiT, DINOv2): keras-hub's backbone + the checkpoint's own classifier, on one
 image [1, H, W, 3] normalised as DIR's `preprocessor_config.json` says.
 
 The preprocessing is Hugging Face's image processor (resize with its PIL resample filter, optional centre
@@ -27,16 +27,37 @@ def _size(value, what: str) -> tuple[int, int]:
     if isinstance(value, int):
         return value, value
     raise BadInput(f"preprocessor_config.json's {what} {value!r} is not a fixed height x width",
-                   hint="tfedge reads {'height': H, 'width': W} sizes (shortest-edge resizing is not supported)")
+                   hint="tfedge reads {'height': H, 'width': W} and {'shortest_edge': N} sizes")
+
+
+def _shortest_edge(value) -> int | None:
+    """{'shortest_edge': N} (DINOv2's, ConvNeXt's processors): the shorter side resized to N, aspect kept."""
+    if isinstance(value, dict) and set(value) == {"shortest_edge"}:
+        return int(value["shortest_edge"])
+    return None
+
+
+def processed_size(processor: dict) -> tuple[int, int]:
+    """(h, w) of the images the processor makes: its centre crop, else its fixed resize size."""
+    if processor.get("do_center_crop"):
+        return _size(processor["crop_size"], "crop_size")
+    return _size(processor["size"], "size")
 
 
 def image_spec_from_processor(processor: dict, image_size: int) -> ImageSpec:
-    """Hugging Face's ViT/DeiT image processor config -> an ImageSpec at the model's image_size."""
+    """Hugging Face's ViT/DeiT/DINOv2 image processor config -> an ImageSpec at the model's image_size."""
     resample = processor.get("resample", 2)
     if resample not in PIL_RESAMPLE:
         raise BadInput(f"preprocessor_config.json's resample {resample} is not one tfedge runs "
                        f"({', '.join(f'{c} {n}' for c, n in PIL_RESAMPLE.items())})")
-    resized = _size(processor["size"], "size") if "size" in processor else (image_size, image_size)
+    shortest = _shortest_edge(processor.get("size"))
+    if shortest is not None and not processor.get("do_center_crop"):
+        raise BadInput(f"preprocessor_config.json resizes the shortest edge to {shortest} without a centre "
+                       "crop: the images' sizes would vary, the model takes one size")
+    if shortest is not None:
+        resized = None
+    else:
+        resized = _size(processor["size"], "size") if "size" in processor else (image_size, image_size)
     crop = (_size(processor["crop_size"], "crop_size") if processor.get("do_center_crop") else resized)
     if crop != (image_size, image_size):
         raise BadInput(f"preprocessor_config.json makes {crop[0]}x{crop[1]} images but the model takes "
@@ -49,7 +70,8 @@ def image_spec_from_processor(processor: dict, image_size: int) -> ImageSpec:
         mean, std = [0.0, 0.0, 0.0], [1.0 / scale] * 3
     return ImageSpec(height=image_size, width=image_size, channels=3, preset=CHECKPOINT_PRESET,
                      resize=PIL_RESAMPLE[resample], mean=tuple(round(m, 6) for m in mean),
-                     std=tuple(round(s, 6) for s in std), resize_to=resized if resized != crop else None)
+                     std=tuple(round(s, 6) for s in std), resize_to=resized if resized not in (crop, None) else None,
+                     resize_shortest=shortest)
 
 
 class VisionSource(SourceModel):
@@ -92,20 +114,24 @@ class VisionSource(SourceModel):
 
 
 def load_vision_source(root: Path, config: dict, options: LoadOptions) -> SourceModel:
-    from .hf_families import load_family, read_json
+    from .hf_families import family_of, load_family, read_json
     from .hf_heads import checkpoint_head, external_head, head_kind, head_manifest
 
     if options.task not in (None, "image-classification"):
-        raise BadInput(f"--task {options.task!r} is not a vision task", hint="leave --task out for ViT/DeiT")
+        raise BadInput(f"--task {options.task!r} is not a vision task", hint="leave --task out for ViT/DeiT/DINOv2")
     if options.seq_len:
         raise BadInput("--seq-len is for text models; this is a vision model")
-    family, backbone, tensors, notes = load_family(root, config)
-    image_size = int(backbone.input_shape[1])
     processor_file = root / "preprocessor_config.json"
-    if processor_file.exists():
-        spec = image_spec_from_processor(read_json(processor_file), image_size)
-    else:
-        spec = image_spec_from_processor(DEFAULT_PROCESSOR, image_size)
+    processor = read_json(processor_file) if processor_file.exists() else DEFAULT_PROCESSOR
+    overrides = {}
+    if "model_type" in config and family_of(config, root).image_size_from_processor:  # DINOv2: the crop's size
+        height, width = processed_size(processor)
+        if height != width:
+            raise BadInput(f"preprocessor_config.json makes {height}x{width} images; this family takes squares")
+        overrides["image_shape"] = (height, width, 3)
+    family, backbone, tensors, notes = load_family(root, config, **overrides)
+    spec = image_spec_from_processor(processor, int(backbone.input_shape[1]))
+    if not processor_file.exists():
         notes.append("no preprocessor_config.json: images normalised as ViT's processor does (mean 0.5, std 0.5)")
     head = checkpoint_head(family.model_type, config, tensors)
     if head is None and (options.task == "image-classification" or options.num_labels or head_kind(config)):
