@@ -261,3 +261,24 @@ def test_preprocessor_config_sizes():
                                       "crop_size": {"height": 64, "width": 64}, "resample": 3,
                                       "image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25]}, 64)
     assert (spec.resize, spec.resize_to, spec.mean, spec.std) == ("bicubic", (73, 73), (127.5,) * 3, (63.75,) * 3)
+
+
+def test_a_keras_hub_dinov2_preset_reads_as_keras_hub_built_it(tmp_path):
+    """A keras-hub preset (no config.json model_type, no PyTorch tensors): nothing re-interpolated, the output is
+    the backbone's own [CLS] vector."""
+    import keras
+    import keras_hub
+    import tensorflow as tf
+
+    from tfedge.convert.sources import LoadOptions, load_source
+
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.DINOV2Backbone(patch_size=14, num_layers=1, hidden_dim=16, num_heads=2,
+                                               intermediate_dim=32, image_shape=(28, 28, 3),
+                                               position_embedding_shape=(42, 42, 3))
+    backbone.save_to_preset(str(tmp_path / "dino"))
+    source = load_source(f"hf:{tmp_path / 'dino'}", LoadOptions())
+    images = np.random.default_rng(0).uniform(-2, 2, (1, 28, 28, 3)).astype(np.float32)
+    assert [spec.shape for spec in source.inputs] == [(1, 28, 28, 3)] and source.task == "generic"
+    expected = backbone(images)[:, 0]
+    np.testing.assert_allclose(source.concrete_function()(tf.constant(images))[0].numpy(), expected, atol=1e-5)

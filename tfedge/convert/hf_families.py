@@ -139,8 +139,10 @@ def torch_bicubic_matrix(source: int, target: int) -> np.ndarray:
 def _interpolate_positions(backbone, config: dict, tensors) -> str | None:
     """DINOv2 on images smaller than its position grid (the real checkpoints: 37x37 patches, images 224 px): the
     position embeddings resized to the image's grid as PyTorch does; keras-hub resizes with TensorFlow's bicubic."""
-    embeddings = backbone.embeddings
-    table = np.asarray(tensors.get("embeddings.position_embeddings"), np.float64)  # [1, 1 + grid^2, hidden]
+    table = tensors.get("embeddings.position_embeddings")  # [1, 1 + grid^2, hidden]
+    if table is None:  # a keras-hub preset: keras-hub saved the embeddings it uses
+        return None
+    table = np.asarray(table, np.float64)
     grid = round((table.shape[1] - 1) ** 0.5)
     target = int(backbone.image_shape[0]) // int(backbone.patch_size)
     if grid == target:
@@ -148,7 +150,7 @@ def _interpolate_positions(backbone, config: dict, tensors) -> str | None:
     resize = torch_bicubic_matrix(grid, target)
     patches = table[0, 1:].reshape(grid, grid, -1)
     patches = np.einsum("ih,jw,hwc->ijc", resize, resize, patches).reshape(1, target * target, -1)
-    embeddings.interpolated_position_embeddings.assign(
+    backbone.embeddings.interpolated_position_embeddings.assign(
         np.concatenate([table[:, :1], patches], axis=1).astype(np.float32))
     return (f"position embeddings resized {grid}x{grid} -> {target}x{target} patches with PyTorch's bicubic "
             "(A = -0.75), as transformers does (keras-hub's TensorFlow bicubic differs)")
