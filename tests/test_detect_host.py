@@ -41,7 +41,7 @@ def converted(scene_dirs, tmp_path_factory):
         models[mode] = out / f"detector_{mode}.tflite"
         convert(ConvertRequest(source=str(DETECT / "detector"), output=models[mode], mode=mode,
                                calib=str(scene_dirs[1]), labels=DETECT / "labels.txt", verify_count=12,
-                               show_progress=False))
+                               budgets={"min_detection_agreement": 0.9}, show_progress=False))  # met
     return models
 
 
@@ -64,6 +64,18 @@ def test_int8_keeps_the_postprocess_op_fed_by_the_network(converted):
     check = manifest["verification"]  # detections matched to the SavedModel's own (TensorFlow decode + NMS)
     assert check["detections_compared"] >= 12 and check["detection_agreement"] >= 0.9
     assert check["box_iou_mean"] > 0.9
+
+
+def test_a_detection_budget_not_met_is_exit_4_and_writes_nothing(tfedge, scene_dirs, tmp_path):
+    out = tmp_path / "detector.tflite"
+    args = ("convert", DETECT / "detector", "-o", out, "--calib", scene_dirs[1], "--calib-count", "16",
+            "--verify-count", "6")
+    result = tfedge(*args, "--quant", "int8", "--min-detection-agreement", "1.01")  # no share exceeds 1
+    assert_clean_error(result, 4, "detection agreement", "misses the budget 1.01")
+    assert not out.exists() and not out.with_suffix(".json").exists()
+    result = tfedge(*args, "--quant", "auto", "--min-detection-agreement", "0.9")
+    assert_clean_error(result, 2, "--quant auto searches on cosine", "--min-detection-agreement")
+    assert not out.exists()
 
 
 def test_float32_finds_the_savedmodels_detections_exactly(converted):

@@ -49,6 +49,9 @@ log = logging.getLogger("tfedge")
 @click.option("--min-cosine", type=float, help="Budget: minimum cosine similarity to the source (exit 4).")
 @click.option("--min-top1-agreement", type=float, help="Budget: minimum top-1 agreement, 0..1 (exit 4).")
 @click.option("--max-abs-error", type=float, help="Budget: maximum absolute output error (exit 4).")
+@click.option("--min-detection-agreement", type=float,
+              help="Budget for detectors: minimum share, 0..1, of the source's confident detections (score >= 0.5) "
+                   "found again, same class, IoU >= 0.5 (exit 4).")
 @input_shape_option
 @signature_option
 @weights_option
@@ -61,7 +64,7 @@ log = logging.getLogger("tfedge")
 @quiet_option
 def convert(source, output, mode, io_type, calib, calib_count, preprocess, labels, verify_count, verify_data,
             min_cosine,
-            min_top1_agreement, max_abs_error, input_shapes, signature, weights, unsafe, task, seq_len, num_labels,
+            min_top1_agreement, max_abs_error, min_detection_agreement, input_shapes, signature, weights, unsafe, task, seq_len, num_labels,
             rewrites, as_json, quiet):
     """Convert SOURCE to TFLite and verify it against SOURCE.
 
@@ -76,7 +79,7 @@ def convert(source, output, mode, io_type, calib, calib_count, preprocess, label
         source=source, output=output, mode=mode, io_type=io_type, calib=calib, calib_count=calib_count,
         preprocess=preprocess, labels=labels, verify_count=verify_count, verify_data=verify_data,
         budgets={"min_cosine": min_cosine, "min_top1_agreement": min_top1_agreement,
-                 "max_abs_error": max_abs_error},
+                 "max_abs_error": max_abs_error, "min_detection_agreement": min_detection_agreement},
         load=LoadOptions(signature=signature, input_shapes=[parse_shape(s) for s in input_shapes],
                          weights=weights, unsafe=unsafe, task=task, seq_len=seq_len,
                          num_labels=num_labels, rewrites=rewrites),

@@ -169,6 +169,10 @@ class Evaluator:
 def default_budgets(request) -> dict:
     """The request's budgets (verify.BUDGETS names), or min cosine 0.99 when it gave none."""
     budgets = {k: v for k, v in (request.budgets or {}).items() if v is not None}
+    if "min_detection_agreement" in budgets:  # the search compares raw outputs, not matched detections
+        raise BadInput(f"--quant {request.mode} searches on cosine, top-1 agreement and abs error; "
+                       "--min-detection-agreement is checked by the plain modes",
+                       hint="--quant int8 (or edgetpu, float16, dynamic) --min-detection-agreement X")
     return budgets or {"min_cosine": DEFAULT_MIN_COSINE}
 
 

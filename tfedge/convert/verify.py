@@ -104,6 +104,7 @@ BUDGETS = (
     ("min_cosine", "cosine_min", operator.ge, "min cosine"),
     ("min_top1_agreement", "top1_agreement", operator.ge, "top-1 agreement"),
     ("max_abs_error", "max_abs_error", operator.le, "max abs error"),
+    ("min_detection_agreement", "detection_agreement", operator.ge, "detection agreement"),  # detectors
 )
 
 
