@@ -162,9 +162,10 @@ FIXES: dict[str, Callable] = {"activation": _set_activation, "token_type": _fold
 # Both rewrites are valid on ViT/DeiT (tests/test_hf_families.py) but gain nothing there: the image input has
 # fixed shapes (no dynamic tensordot to flatten) and no padding mask (no SELECT_V2 to remove). Measured at 224 px,
 # LiteRT 1 thread, rewritten vs plain: ViT-Tiny float32 14.31 vs 14.23 ms, dynamic 7.27 vs 7.08 ms; DeiT-Tiny
-# 14.30 vs 14.17, 7.42 vs 7.35 ms (tools/bench_families.py --retime, 2026-12-02, docs/transformers.md). The text
-# families gain: dynamic-range MiniLM 1.27x, ALBERT-base 1.16x, DistilBERT and BERT-base 1.07x.
-VISION_SKIPPED = {name: "measured no faster on ViT-Tiny/DeiT-Tiny (fixed image shapes, no padding mask)"
+# 14.30 vs 14.17, 7.42 vs 7.35 ms (tools/bench_families.py --retime, 2026-12-02, docs/transformers.md); DINOv2-small
+# 56.20 vs 56.24, 23.01 vs 23.11 ms (2026-12-02 17:55). The text families gain: dynamic-range MiniLM 1.27x,
+# ALBERT-base 1.16x, DistilBERT and BERT-base 1.07x.
+VISION_SKIPPED = {name: "measured no faster on ViT-Tiny/DeiT-Tiny/DINOv2-small (fixed image shapes, no padding mask)"
                   for name in ("attention", "dense")}
 
 FAMILIES: dict[str, Family] = {f.model_type: f for f in (
