@@ -124,6 +124,19 @@ def test_predict_row_and_columnar_match_the_inference_path(server, digits_int8, 
     assert (expected.argmax(1) == y).mean() >= 0.9  # the float model really classifies these digits
 
 
+def test_predict_equals_tfedge_run_run(server, digits_int8, test_images, tfedge_run, tmp_path):
+    """TF Serving's row format answers what `tfedge-run run MODEL --input x.npy --json` prints, value for value."""
+    x, _ = test_images
+    status, _, rows = server.request("POST", "/v1/models/digits_int8:predict", {"instances": x[:3].tolist()})
+    assert status == 200, rows
+    for i in range(3):
+        np.save(tmp_path / f"x{i}.npy", x[i:i + 1])
+        result = tfedge_run("run", digits_int8, "--input", tmp_path / f"x{i}.npy", "--json")
+        assert result.returncode == 0, result
+        (output,) = json.loads(result.stdout)["outputs"]
+        assert rows["predictions"][i] == output["output_0"]["values"][0]
+
+
 def test_classify_equals_the_cli(server, digits_int8, tfedge_run):
     image = DIGITS / "images" / "digit_3.png"
     cli = tfedge_run("classify", digits_int8, "--input", image, "--json")
