@@ -120,3 +120,33 @@ def test_emulated_pi4_streams_a_video_as_x86_does(emulator, digits_int8, digits_
     for record in records:  # each equals classify on that frame, and reads the digit filmed
         assert record["results"] == [p.to_dict() for p in classifier.classify_pixels(frames[record["frame"]]).classes]
         assert record["results"][0]["label"] == str(labels[record["frame"]])
+
+
+def test_emulated_pi4_serves_tf_serving_requests_as_x86_does(emulator, digits_int8, digits_test, tmp_path):
+    """`tfedge-run serve` on the emulated Pi: a real HTTP client on the host gets, for TF Serving's row format,
+    the outputs the x86-64 inference path gives."""
+    import http.client
+    import time
+
+    from tfedge_device.model import Model
+
+    port_file = tmp_path / "port"
+    server = subprocess.Popen([sys.executable, TOOL, "tfedge-run", "serve", digits_int8, "--port", "0",
+                               "--port-file", port_file], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not port_file.exists():
+            assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()
+            time.sleep(0.2)
+        x = digits_test[0][:4]
+        connection = http.client.HTTPConnection("127.0.0.1", int(port_file.read_text()), timeout=120)
+        connection.request("POST", "/v1/models/digits_int8:predict", json.dumps({"instances": x.tolist()}),
+                           {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+        assert response.status == 200, answer
+        model = Model(digits_int8)
+        assert answer["predictions"] == [model.predict(x[i:i + 1])[0][0].tolist() for i in range(4)]
+    finally:
+        server.terminate()
+        assert server.wait(timeout=60) == 0
