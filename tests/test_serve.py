@@ -394,7 +394,7 @@ def test_sigterm_finishes_requests_in_flight(slow_model, tmp_path):
     with pytest.raises(OSError):
         served.request("GET", "/v1/models/slow")
     log = served.log.read_text()
-    assert "finishing requests in flight" in log and "stopped" in log
+    assert "serve: SIGTERM: stopped (in-flight requests finished in" in log, log
 
 
 def test_worker_processes_share_the_port_and_stop_together(digits_int8, tmp_path, test_images):
@@ -410,7 +410,9 @@ def test_worker_processes_share_the_port_and_stop_together(digits_int8, tmp_path
     expected = reference(digits_int8, x)
     for k, scores in answers:
         np.testing.assert_allclose(scores, expected[k], atol=1e-6)
-    assert served.log.read_text().count("stopped (in-flight") == 2  # both workers drained
+    log = served.log.read_text()
+    assert log.count("SIGTERM: stopped (in-flight") == 2, log  # both workers drained
+    assert "SIGTERM passed on to the workers: stopped (every worker finished" in log, log
 
 
 def test_detect_equals_the_cli(tmp_path, tfedge_run):

@@ -352,8 +352,10 @@ def _supervise(server: Server, children: list[int], ready, port: int) -> int:
 
     alive = set(children)
 
+    signalled = []  # said after the workers ended: logging from a signal handler is unsafe (logging docs)
+
     def forward(signum, frame):
-        log.warning("tfedge-run serve: %s: workers finish requests in flight, then exit", signal.Signals(signum).name)
+        signalled.append(signal.Signals(signum).name)
         for pid in alive:
             os.kill(pid, signal.SIGTERM)
 
@@ -373,7 +375,8 @@ def _supervise(server: Server, children: list[int], ready, port: int) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         server.socket.close()
-    log.warning("tfedge-run serve: stopped")
+    log.warning("tfedge-run serve: %sstopped (every worker finished its requests in flight)",
+                f"{signalled[0]} passed on to the workers: " if signalled else "")
     return 0 if not failed else 1
 
 
@@ -383,9 +386,10 @@ def _run(server: Server, models: dict[str, ServedModel], reload_interval: float)
 
     stop = threading.Event()
 
+    signalled = []  # said after serve_forever returns: logging from a signal handler is unsafe (logging docs)
+
     def on_signal(signum, frame):
-        log.warning("tfedge-run serve: %s: finishing requests in flight, then exiting",
-                    signal.Signals(signum).name)
+        signalled.append(signal.Signals(signum).name)
         stop.set()
         server.drain()
 
@@ -405,6 +409,6 @@ def _run(server: Server, models: dict[str, ServedModel], reload_interval: float)
         server.server_close()  # joins the request threads: in-flight requests are answered
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        log.warning("tfedge-run serve: stopped (in-flight requests finished in %.2f s)",
-                    time.perf_counter() - started)
+        log.warning("tfedge-run serve: %sstopped (in-flight requests finished in %.2f s)",
+                    f"{signalled[0]}: " if signalled else "", time.perf_counter() - started)
     return 0
