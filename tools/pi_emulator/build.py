@@ -287,13 +287,16 @@ def build() -> dict:
 LAUNCHER = """#!/bin/sh
 # The emulated python3.11 as a program the host can start: sys.executable names this file (qemu's -0 sets argv[0]),
 # so a Python the device code starts (guard.py's probe, subprocess) runs emulated too, as on a Pi.
-exec {qemu} -cpu {cpu} -L {sysroot} -0 "$0" {sysroot}/usr/bin/python3.11 "$@"
+exec {qemu} -cpu {cpu} -L {sysroot} -0 "$0" {python} "$@"
 """
 
 
 def build_launcher(qemu: Path, sysroot: Path) -> Path:
     launcher = CACHE / "bin" / "python3.11"
-    text = LAUNCHER.format(qemu=qemu, cpu=QEMU_CPU, sysroot=sysroot)
+    import shlex
+
+    text = LAUNCHER.format(qemu=shlex.quote(str(qemu)), cpu=QEMU_CPU, sysroot=shlex.quote(str(sysroot)),
+                           python=shlex.quote(str(sysroot / "usr" / "bin" / "python3.11")))
     if not launcher.exists() or launcher.read_text() != text:
         launcher.parent.mkdir(exist_ok=True)
         temp = launcher.with_suffix(".tmp")
