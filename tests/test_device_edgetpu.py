@@ -77,6 +77,9 @@ def test_cli_refuses_it_without_the_delegate_and_needs_the_library_with_it(tfedg
     assert_clean_error(result, 3, "libedgetpu.so.1", "apt-get install libedgetpu1-std")
     info = tfedge_run("info", compiled)
     assert info.returncode == 0 and "Edge TPU model: needs the Edge TPU delegate" in info.stdout, info
+    assert "custom ops" not in info.stdout  # the model row says it; no second line about the same op
+    model = json.loads(tfedge_run("info", compiled, "--json").stdout)["model"]
+    assert (model["custom_ops"], model["custom_ops_missing"]) == (["edgetpu-custom-op"], None)
 
 
 def test_runtime_unresolved_custom_op_becomes_the_edge_tpu_message(compiled, monkeypatch):

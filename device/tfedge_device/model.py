@@ -199,9 +199,12 @@ class Model:
     def unresolved_custom_ops(self) -> list[str] | None:
         """The model's custom ops this runtime has no kernel for, found by preparing a throwaway interpreter
         (this one stays unallocated); None when that cannot tell (it failed for another reason, e.g. a dynamic
-        input it cannot prepare at its placeholder shape)."""
-        if not custom_ops(self.model_bytes):
+        input it cannot prepare at its placeholder shape, or the model is compiled for the Edge TPU)."""
+        names = custom_ops(self.model_bytes)
+        if not names:
             return []
+        if EDGETPU_CUSTOM_OP.decode() in names:  # a second interpreter would open the Edge TPU again: not told
+            return None
         try:
             with quiet_native():
                 self._make_interpreter().allocate_tensors()

@@ -56,6 +56,8 @@ def model_info(path, edgetpu: bool = False) -> dict:
             "size_bytes": len(data),
             "edgetpu_custom_op": compiled,
             "needs_edgetpu_delegate": compiled,
+            "custom_ops": custom_ops(data),
+            "custom_ops_missing": None,  # told below when the model is loaded here
         },
         "manifest_file": manifest_name,
         "manifest": manifest,
@@ -74,7 +76,6 @@ def model_info(path, edgetpu: bool = False) -> dict:
     else:
         model = Model(path, edgetpu=edgetpu, allocate=False)  # described, never allocated nor invoked
         info["model"].update({**model.describe(), "loaded": True, "needs_edgetpu_delegate": compiled})
-        info["model"]["custom_ops"] = custom_ops(data)
         info["model"]["custom_ops_missing"] = model.unresolved_custom_ops()  # a throwaway interpreter prepares it
         defaults = manifest_defaults(model, manifest)
         for position, (tensor, spec) in enumerate(zip(info["model"]["inputs"], model.inputs)):
@@ -162,8 +163,9 @@ def print_info(info: dict) -> None:
     ]
     if model.get("note"):
         rows.append(("", model["note"]))
-    if model.get("custom_ops"):
-        rows.append(("custom ops", custom_ops_line(model["custom_ops"], model.get("custom_ops_missing"))))
+    others = [name for name in model.get("custom_ops", []) if name != "edgetpu-custom-op"]  # said by "model"
+    if others:
+        rows.append(("custom ops", custom_ops_line(others, model.get("custom_ops_missing"))))
     rows += [(f"input {i}", tensor_line(t)) for i, t in enumerate(model["inputs"])]
     rows += [(f"output {i}", tensor_line(t)) for i, t in enumerate(model["outputs"])]
     rows.append(
