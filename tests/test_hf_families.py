@@ -16,7 +16,7 @@ from conftest import assert_clean_error
 FIXTURES = Path(__file__).parent / "fixtures" / "hf"
 SENTENCES = Path(__file__).parents[1] / "models" / "text" / "sentences.txt"
 TEXT = ("bert", "distilbert", "albert", "roberta", "xlm-roberta")
-VISION = ("vit", "deit", "dinov2")
+VISION = ("vit", "deit", "dinov2", "dinov2_with_registers")
 SEQ_LEN = 64
 FLOAT_RTOL = 1e-4  # float32 .tflite logits vs PyTorch, relative to the largest |logit| of the sample
 DYNAMIC_RTOL = 0.1  # dynamic-range (int8 weights, float activations): the stated budget; argmax equal

@@ -112,6 +112,9 @@ FAMILIES = {
     "dinov2": ("Dinov2ForImageClassification", "Dinov2Config", None,
                dict({k: v for k, v in SMALL.items() if k != "intermediate_size"}, mlp_ratio=2, image_size=98,
                     patch_size=14)),
+    "dinov2_with_registers": ("Dinov2WithRegistersForImageClassification", "Dinov2WithRegistersConfig", None,
+                              dict({k: v for k, v in SMALL.items() if k != "intermediate_size"}, mlp_ratio=2,
+                                   image_size=98, patch_size=14, num_register_tokens=4)),
 }
 IMAGE_PROCESSORS = {  # what the real checkpoints' preprocessor_config.json say, at the fixtures' 64 px
     "vit": ("ViTImageProcessorPil", {"size": {"height": 64, "width": 64}, "resample": 2, "do_rescale": True,
@@ -123,6 +126,7 @@ IMAGE_PROCESSORS = {  # what the real checkpoints' preprocessor_config.json say,
                                         "do_center_crop": True, "resample": 3, "do_rescale": True,
                                         "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}),
 }
+IMAGE_PROCESSORS["dinov2_with_registers"] = IMAGE_PROCESSORS["dinov2"]
 
 
 def make_text(name: str, out: Path, text: list[str], held_out: list[str]) -> None:

@@ -142,6 +142,8 @@ def _interpolate_positions(backbone, config: dict, tensors) -> str | None:
     table = tensors.get("embeddings.position_embeddings")  # [1, 1 + grid^2, hidden]
     if table is None:  # a keras-hub preset: keras-hub saved the embeddings it uses
         return None
+    if config.get("model_type") != "dinov2":  # with registers: antialiased bicubic, which keras-hub's matches
+        return None
     table = np.asarray(table, np.float64)
     grid = round((table.shape[1] - 1) ** 0.5)
     target = int(backbone.image_shape[0]) // int(backbone.patch_size)
@@ -179,13 +181,14 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
     Family("deit", "DeiTBackbone", "image", rewrites=(), rewrites_skipped=VISION_SKIPPED),
     Family("dinov2", "DINOV2Backbone", "image", fixes=("positions",), rewrites=(), rewrites_skipped=VISION_SKIPPED,
            image_size_from_processor=True),
+    Family("dinov2_with_registers", "DINOV2Backbone", "image", fixes=("positions",), rewrites=(),
+           rewrites_skipped=VISION_SKIPPED, image_size_from_processor=True),
 )}
 # Encoders people ask for that keras-hub (0.32) cannot read from a Hugging Face directory, and why.
 UNREADABLE = {
     "electra": "keras-hub has an ElectraBackbone but no reader for Hugging Face checkpoints",
     "mobilebert": "keras-hub has no MobileBERT model",
     "deberta-v2": "keras-hub's DeBERTa-v3 has no reader for Hugging Face checkpoints",
-    "dinov2_with_registers": "not wired in tfedge yet (keras-hub reads it; tfedge reads dinov2 without registers)",
 }
 
 

@@ -10,6 +10,7 @@ checkpoint is rebuilt here from its tensors (PyTorch Linear weights are [out, in
   vit, deit             classifier(sequence[:, 0])                 (after the final LayerNorm)
   deit with teacher     (cls_classifier(sequence[:, 0]) + distillation_classifier(sequence[:, 1])) / 2
   dinov2                classifier(concat(sequence[:, 0], mean(sequence[:, 1:])))  (Dinov2ForImageClassification)
+  dinov2 with registers the same, the mean over the patches after the R register tokens: sequence[:, 1 + R:]
 
 The outputs are logits, as PyTorch's; the manifest says so (`scores: logits`) and the device applies softmax.
 A checkpoint without a head (e.g. `BertModel`) gets a head trained elsewhere (classifier.weights.h5) or a
@@ -54,41 +55,43 @@ def _dense(tensors: dict, prefix: str, activation=None, name=None):
     return layer
 
 
-def _pooled_classifier(tensors):
+def _pooled_classifier(tensors, config):
     classifier = _dense(tensors, "classifier")
     return (lambda sequence, pooled: classifier(pooled)), (classifier,)
 
 
-def _first_token_classifier(tensors):
+def _first_token_classifier(tensors, config):
     classifier = _dense(tensors, "classifier")
     return (lambda sequence, pooled: classifier(sequence[:, 0])), (classifier,)
 
 
-def _distilbert(tensors):
+def _distilbert(tensors, config):
     pre = _dense(tensors, "pre_classifier", activation="relu")
     classifier = _dense(tensors, "classifier")
     return (lambda sequence, pooled: classifier(pre(sequence[:, 0]))), (pre, classifier)
 
 
-def _roberta(tensors):
+def _roberta(tensors, config):
     dense = _dense(tensors, "classifier.dense", activation="tanh")
     out = _dense(tensors, "classifier.out_proj")
     return (lambda sequence, pooled: out(dense(sequence[:, 0]))), (dense, out)
 
 
-def _deit_with_teacher(tensors):
+def _deit_with_teacher(tensors, config):
     cls = _dense(tensors, "cls_classifier")
     distillation = _dense(tensors, "distillation_classifier")
     return (lambda sequence, pooled: (cls(sequence[:, 0]) + distillation(sequence[:, 1])) / 2.0), (cls, distillation)
 
 
-def _cls_and_mean_patch(tensors):
+def _cls_and_mean_patch(tensors, config):
     classifier = _dense(tensors, "classifier")
+    first_patch = 1 + int(config.get("num_register_tokens", 0))  # register tokens sit between [CLS] and patches
 
     def call(sequence, pooled):
         import keras
 
-        return classifier(keras.ops.concatenate([sequence[:, 0], keras.ops.mean(sequence[:, 1:], axis=1)], axis=-1))
+        patches = keras.ops.mean(sequence[:, first_patch:], axis=1)
+        return classifier(keras.ops.concatenate([sequence[:, 0], patches], axis=-1))
 
     return call, (classifier,)
 
@@ -104,6 +107,7 @@ HEADS: dict[tuple[str, str], Callable] = {
     ("deit", "ForImageClassification"): _first_token_classifier,
     ("deit", "ForImageClassificationWithTeacher"): _deit_with_teacher,
     ("dinov2", "ForImageClassification"): _cls_and_mean_patch,
+    ("dinov2_with_registers", "ForImageClassification"): _cls_and_mean_patch,
 }
 HEAD_SUFFIXES = ("ForImageClassificationWithTeacher", "ForSequenceClassification", "ForImageClassification")
 
@@ -125,7 +129,7 @@ def checkpoint_head(model_type: str, config: dict, tensors: dict) -> Head | None
     builder = HEADS.get((model_type, kind)) if kind else None
     if builder is None:
         return None
-    call, layers = builder(tensors)
+    call, layers = builder(tensors, config)
     return Head(call, int(layers[-1].units), f"checkpoint: {architecture(config)}", layers)
 
 
