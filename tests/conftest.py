@@ -114,4 +114,4 @@ def assert_clean_error(result: CliResult, exit_code: int, *words: str) -> None:
 # Shared fixtures: the device-only venv (pip install ./device, nothing of the host, built once per session);
 # a tiny keras-hub BERT and its dynamic-range conversion for the text tests.
 from device_venv import device_only_venv  # noqa: F401
-from text_fixtures import tiny_bert, tiny_classifier, tiny_dynamic  # noqa: F401
+from text_fixtures import minilm_dynamic, tiny_bert, tiny_classifier, tiny_dynamic  # noqa: F401

