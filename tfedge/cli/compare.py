@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 
 @click.command("compare")
 @click.argument("variants", nargs=-1, required=True)
-@data_option("Evaluation data (as for `tfedge eval`): .npz of model-ready x (+ y), or class folders. "
-             "Inputs without labels are compared by cosine to the source (else the float32 variant).")
+@data_option("Evaluation data (as for `tfedge eval`): .npz of model-ready x (+ y), or class folders; for "
+             "detectors, images with their COCO annotations.json (mAP@0.5). Inputs without labels are compared by "
+             "cosine to the source (else the float32 variant).")
 @click.option("--report", "report", type=click.Path(path_type=Path),
               help="Write REPORT.md, REPORT.html (plots embedded) and REPORT.json.")
 @runs_option("Timed runs per variant.")

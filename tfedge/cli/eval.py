@@ -25,7 +25,8 @@ def percent(value) -> str:
 @click.command("eval")
 @click.argument("model")
 @data_option("A .npz with x (model-ready inputs, already preprocessed) and y (class indices) and/or "
-             "reference (expected outputs), or an image folder with one sub-folder per class.", required=True)
+             "reference (expected outputs), or an image folder with one sub-folder per class; with --task "
+             "detection, a folder of images with their COCO annotations.json, or that JSON file.", required=True)
 @click.option("--reference", help="Compare outputs with this variant (a .tflite or the source model): cosine.")
 @preprocess_option("Image preset for folders when the model has no manifest (unit, mobilenet, ...).")
 @limit_option("Evaluate at most this many samples (spread evenly).")
