@@ -121,6 +121,10 @@ def test_emulated_pi4_streams_a_video_as_x86_does(emulator, digits_int8, digits_
     for record in records:  # each equals classify on that frame, and reads the digit filmed
         assert record["results"] == [p.to_dict() for p in classifier.classify_pixels(frames[record["frame"]]).classes]
         assert record["results"][0]["label"] == str(labels[record["frame"]])
+    no_camera = emulator("tfedge-run", "stream", digits_int8, "--camera", "0")  # a Pi without a camera: the fix
+    assert no_camera.returncode == 3, no_camera.stderr
+    (line,) = no_camera.stderr.strip().splitlines()
+    assert line.startswith("tfedge-run: error: no camera 0") and "video` group" in line
 
 
 def test_emulated_pi4_serves_tf_serving_requests_as_x86_does(emulator, digits_int8, digits_test, tmp_path):

@@ -45,6 +45,9 @@ def cv2_module():
     except ImportError:
         raise EnvironmentMissing("OpenCV is not installed (it reads videos and cameras)",
                                  hint="pip install 'tfedge-device[stream]' (opencv-python-headless)") from None
+    # OpenCV's own warnings ("[ WARN:0@0.02] global cap_v4l.cpp:915 open VIDEOIO(V4L2:/dev/video0): can't open
+    # camera by index", one per backend tried) would precede tfedge's one-line error: only its errors are shown.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     return cv2
 
 
