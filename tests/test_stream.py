@@ -92,6 +92,11 @@ def test_bad_sources(digits_int8, tfedge_run, tmp_path):
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"not a video at all")
     assert_clean_error(tfedge_run("stream", digits_int8, "--video", junk), 2, "cannot read video")
+    broken_avi = tmp_path / "broken.avi"  # a RIFF header OpenCV's own AVI parser complains about on stderr
+    broken_avi.write_bytes(b"RIFF\x00\x00\x00\x00AVI LIST\x10\x00\x00\x00junkjunkjunkjunk")
+    broken = tfedge_run("stream", digits_int8, "--video", broken_avi)
+    assert_clean_error(broken, 2, "cannot read video broken.avi")
+    assert len(broken.stderr.strip().splitlines()) == 1, broken
     assert_clean_error(tfedge_run("stream", digits_int8), 2, "--video FILE or --camera N")
     no_camera = tfedge_run("stream", digits_int8, "--camera", "57")
     assert_clean_error(no_camera, 3, "no camera 57")

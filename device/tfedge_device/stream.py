@@ -26,6 +26,7 @@ from .detect import THRESHOLD as DETECT_THRESHOLD
 from .detect import TOP_K as DETECT_TOP_K
 from .errors import BadInput, EnvironmentMissing
 from .nms import IOU_THRESHOLD
+from .quiet import quiet_native
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +78,13 @@ def open_capture(video: str | None, camera: int | None):
     if video is not None:
         if not Path(video).is_file():
             raise BadInput(f"video not found: {video}")
-        capture = cv2.VideoCapture(str(video))
+        with quiet_native():  # OpenCV's AVI parser writes to stderr itself ("Unexpected list type...")
+            capture = cv2.VideoCapture(str(video))
         if not capture.isOpened():
             raise BadInput(f"cannot read video {Path(video).name}: not a video OpenCV can decode")
         return capture
-    capture = cv2.VideoCapture(int(camera))
+    with quiet_native():
+        capture = cv2.VideoCapture(int(camera))
     if not capture.isOpened():
         raise EnvironmentMissing(f"no camera {camera} (/dev/video{camera} cannot be opened)", hint=CAMERA_HINT)
     return capture
