@@ -415,6 +415,20 @@ def test_worker_processes_share_the_port_and_stop_together(digits_int8, tmp_path
     assert "SIGTERM passed on to the workers: stopped (every worker finished" in log, log
 
 
+def test_the_shared_listening_socket_never_blocks_a_worker_in_accept():
+    """Worker processes share the listening socket and each one's select wakes for every connection: with a
+    blocking socket the one that lost the race sat in accept(), deaf to SIGTERM (the test above hung 1 run in 5).
+    Non-blocking, the loser's accept raises BlockingIOError, which socketserver ignores."""
+    from tfedge_device.serve.server import Limits, Server
+
+    server = Server(("127.0.0.1", 0), {}, Limits(1024, 4, 1.0, None))
+    try:
+        assert server.socket.getblocking() is False
+        assert server._handle_request_noblock() is None  # nothing to accept: returns at once, no hang
+    finally:
+        server.server_close()
+
+
 def test_detect_equals_the_cli(tmp_path, tfedge_run):
     """:detect on the SSD model of test_device_detect (the real TFLite_Detection_PostProcess op) answers what
     `tfedge-run detect --json` prints, boxes in the uploaded image's pixels."""

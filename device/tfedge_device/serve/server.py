@@ -61,11 +61,27 @@ class Server(ThreadingHTTPServer):
         self.models, self.limits = models, limits
         self.draining = False
         super().__init__(address, Handler)
+        # Worker processes share this socket: each one's select wakes for a connection only one can accept. A
+        # blocking accept left the others waiting in accept(), deaf to SIGTERM's drain (a hang seen 1 run in 5);
+        # non-blocking, the loser's accept raises BlockingIOError, which socketserver ignores.
+        self.socket.setblocking(False)
 
     def drain(self) -> None:
-        """Refuse new requests (503), let in-flight ones finish, stop serve_forever (from another thread)."""
+        """Refuse new requests (503) and end serve_forever at its next poll; server_close() then lets the
+        in-flight ones finish. Safe in a signal handler: two assignments, no lock (a handler that started a
+        thread could deadlock on threading's own lock, held by the main thread it interrupted mid-start)."""
         self.draining = True
-        threading.Thread(target=self.shutdown, daemon=True).start()
+        self.stop_requested = True
+
+    stop_requested = False
+
+    def service_actions(self) -> None:  # serve_forever calls this after every poll
+        if self.stop_requested:
+            raise _Stopped
+
+
+class _Stopped(Exception):
+    """Ends serve_forever from inside its own loop (drain was asked)."""
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -388,9 +404,8 @@ def _run(server: Server, models: dict[str, ServedModel], reload_interval: float)
 
     signalled = []  # said after serve_forever returns: logging from a signal handler is unsafe (logging docs)
 
-    def on_signal(signum, frame):
+    def on_signal(signum, frame):  # lock-free: the interrupted main thread may hold any lock (see drain)
         signalled.append(signal.Signals(signum).name)
-        stop.set()
         server.drain()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -403,6 +418,8 @@ def _run(server: Server, models: dict[str, ServedModel], reload_interval: float)
     threading.Thread(target=watch, name="tfedge-serve-watch", daemon=True).start()
     try:
         server.serve_forever(poll_interval=0.2)
+    except _Stopped:
+        pass
     finally:
         stop.set()
         started = time.perf_counter()
