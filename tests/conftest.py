@@ -7,6 +7,7 @@ Add fixtures used by one test module in that module; only widely shared ones bel
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -100,6 +101,10 @@ def without_module(directory: Path, name: str) -> dict:
     return {"PYTHONPATH": os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH")]))}
 
 
+# What native libraries print on their own: absl's preamble and log lines (TensorFlow, LiteRT), OpenCV's.
+NATIVE_NOISE = re.compile(r"^(WARNING: All log messages before absl|[IWEF]\d{4} \d\d:\d\d:\d\d|\[ ?(WARN|ERROR|INFO):)")
+
+
 def assert_clean_error(result: CliResult, exit_code: int, *words: str) -> None:
     """A user error: the documented exit code, one line naming the problem, no traceback."""
     assert result.returncode == exit_code, result
@@ -107,6 +112,8 @@ def assert_clean_error(result: CliResult, exit_code: int, *words: str) -> None:
     message = result.stderr.strip().splitlines()
     assert message, result
     assert len([line for line in message if "error" in line]) == 1, result
+    noise = [line for line in message if NATIVE_NOISE.match(line)]
+    assert not noise, result  # no native library's log lines around the error (TensorFlow/absl, OpenCV)
     for word in words:
         assert word.lower() in result.stderr.lower(), (word, result)
 

@@ -85,18 +85,19 @@ def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def distill_embeddings(request, options) -> dict:
     """Train a bert:L,H student on request.data (.txt) to match options.teacher (hf:DIR) -> result dict."""
+    if not options.teacher.startswith("hf:"):  # bad input is told before TensorFlow loads
+        raise BadInput("embedding distillation (a .txt of sentences) needs an hf:DIR teacher")
+    kind = output_kind(Path(request.output))
+    if kind == "h5":
+        raise BadInput("a keras-hub student cannot be written as .h5: write OUT.tflite or a SavedModel directory")
+    sizes = parse_student(request.model)
+    tensorflow()  # quietly, before Keras imports it with all its native log lines
     import keras
 
     from ..convert.sources import LoadOptions, load_source
     from .data import load_data
     from .strategy import get_strategy
 
-    if not options.teacher.startswith("hf:"):
-        raise BadInput("embedding distillation (a .txt of sentences) needs an hf:DIR teacher")
-    kind = output_kind(Path(request.output))
-    if kind == "h5":
-        raise BadInput("a keras-hub student cannot be written as .h5: write OUT.tflite or a SavedModel directory")
-    sizes = parse_student(request.model)
     seq_len = int(options.extra.get("seq_len") or DEFAULT_SEQ_LEN)
     strategy = get_strategy(request.strategy)
     set_seed(request.fit.seed)
