@@ -21,6 +21,7 @@ from .quiet import quiet_native
 from .runtime import EDGETPU_INSTALL_HINT, Runtime, get_runtime
 
 EDGETPU_CUSTOM_OP = b"edgetpu-custom-op"
+EDGETPU_OP_NAME = EDGETPU_CUSTOM_OP.decode()
 # Ops that keep state in resource variables between invocations (TF's tf.Variable with
 # converter.experimental_enable_resource_variables; streaming keyword spotters).
 STATE_OPS = frozenset({"VAR_HANDLE", "ASSIGN_VARIABLE", "READ_VARIABLE", "CALL_ONCE"})
@@ -139,7 +140,7 @@ def needs_edgetpu(model_bytes: bytes) -> bool:
     bytes at all is answered without parsing, so a CPU model's cold start does not import `tflite`."""
     if EDGETPU_CUSTOM_OP not in model_bytes:
         return False
-    return EDGETPU_CUSTOM_OP.decode() in custom_ops(model_bytes)
+    return EDGETPU_OP_NAME in custom_ops(model_bytes)
 
 
 class Model:
@@ -203,7 +204,7 @@ class Model:
         names = custom_ops(self.model_bytes)
         if not names:
             return []
-        if EDGETPU_CUSTOM_OP.decode() in names:  # a second interpreter would open the Edge TPU again: not told
+        if EDGETPU_OP_NAME in names:  # a second interpreter would open the Edge TPU again: not told
             return None
         try:
             with quiet_native():

@@ -51,13 +51,13 @@ def image_spec_from_processor(processor: dict, image_size: int) -> ImageSpec:
         raise BadInput(f"preprocessor_config.json's resample {resample} is not one tfedge runs "
                        f"({', '.join(f'{c} {n}' for c, n in PIL_RESAMPLE.items())})")
     shortest = _shortest_edge(processor.get("size"))
-    if shortest is not None and not processor.get("do_center_crop"):
+    if shortest is None:
+        resized = _size(processor["size"], "size") if "size" in processor else (image_size, image_size)
+    elif processor.get("do_center_crop"):
+        resized = None  # depends on each image's aspect: the ImageSpec's resize_shortest
+    else:
         raise BadInput(f"preprocessor_config.json resizes the shortest edge to {shortest} without a centre "
                        "crop: the images' sizes would vary, the model takes one size")
-    if shortest is not None:
-        resized = None
-    else:
-        resized = _size(processor["size"], "size") if "size" in processor else (image_size, image_size)
     crop = (_size(processor["crop_size"], "crop_size") if processor.get("do_center_crop") else resized)
     if crop != (image_size, image_size):
         raise BadInput(f"preprocessor_config.json makes {crop[0]}x{crop[1]} images but the model takes "

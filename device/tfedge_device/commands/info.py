@@ -163,7 +163,9 @@ def print_info(info: dict) -> None:
     ]
     if model.get("note"):
         rows.append(("", model["note"]))
-    others = [name for name in model.get("custom_ops", []) if name != "edgetpu-custom-op"]  # said by "model"
+    from ..model import EDGETPU_OP_NAME
+
+    others = [name for name in model.get("custom_ops", []) if name != EDGETPU_OP_NAME]  # said by "model"
     if others:
         rows.append(("custom ops", custom_ops_line(others, model.get("custom_ops_missing"))))
     rows += [(f"input {i}", tensor_line(t)) for i, t in enumerate(model["inputs"])]

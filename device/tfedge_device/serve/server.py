@@ -59,7 +59,7 @@ class Server(ThreadingHTTPServer):
 
     def __init__(self, address, models: dict[str, ServedModel], limits: Limits):
         self.models, self.limits = models, limits
-        self.draining = False
+        self.draining = self.stop_requested = False
         super().__init__(address, Handler)
         # Worker processes share this socket: each one's select wakes for a connection only one can accept. A
         # blocking accept left the others waiting in accept(), deaf to SIGTERM's drain (a hang seen 1 run in 5);
@@ -72,8 +72,6 @@ class Server(ThreadingHTTPServer):
         thread could deadlock on threading's own lock, held by the main thread it interrupted mid-start)."""
         self.draining = True
         self.stop_requested = True
-
-    stop_requested = False
 
     def service_actions(self) -> None:  # serve_forever calls this after every poll
         if self.stop_requested:
