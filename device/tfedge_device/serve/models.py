@@ -127,8 +127,10 @@ class Version:
         self.input_names = [spec.key for spec in self.probe_model.inputs]
         self.output_names = [spec.key for spec in self.probe_model.outputs]
         self.pool.put(first)
-        for _ in range(self.workers - 1):
-            self.pool.put(Worker(self))
+        for _ in range(self.workers - 1):  # every interpreter built now, while the version's files exist: a
+            worker = Worker(self)          # deploy swaps the bundle directory away once a newer one is live
+            worker.task("predict")
+            self.pool.put(worker)
 
     def build(self, task: str):
         if task == "predict":
